@@ -1,0 +1,31 @@
+"""nnxp: neural networks written once against the Python Array API standard.
+
+The same code trains on NumPy (CPU) or CuPy (CUDA GPUs), chosen by a device
+selector::
+
+    import nnxp
+    net = nnxp.Network([784, 128, 10], hidden="relu", output="softmax", device="auto")
+    history = net.fit(x_train, y_train, epochs=5, optimizer=nnxp.Adam(lr=1e-3),
+                      validation_data=(x_test, y_test))
+    net.save("digits.safetensors")
+"""
+
+from .activations import Activation, get_activation
+from .backend import Backend, backend_of, cuda_available, get_backend, to_numpy
+from .errors import (BackendError, ConfigError, DataError, DivergenceError, DownloadError,
+                     NnxpError, ShapeError)
+from .losses import CrossEntropy, Loss, SquaredError, get_loss
+from .network import Dense, Network
+from .optim import SGD, Adam, AdamW, Optimizer, get_optimizer
+from .serialization import load, save
+from .train import Callback, History, evaluate, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation", "Adam", "AdamW", "Backend", "BackendError", "Callback", "ConfigError",
+    "CrossEntropy", "DataError", "Dense", "DivergenceError", "DownloadError", "History", "Loss",
+    "Network", "NnxpError", "Optimizer", "SGD", "ShapeError", "SquaredError", "backend_of",
+    "cuda_available", "evaluate", "fit", "get_activation", "get_backend", "get_loss",
+    "get_optimizer", "load", "save", "to_numpy", "__version__",
+]

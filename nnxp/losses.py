@@ -1,0 +1,120 @@
+"""Cost functions, averaged over the samples of a batch.
+
+For a batch of B samples (rows) with outputs ``a`` (B, K), pre-activations
+``z`` and targets ``y`` (B, K):
+
+``squared_error`` (the seeds' cost)::
+
+    C = (1/B) sum_samples sum_j (a_j - y_j)^2          dC/da = (2/B) (a - y)
+
+``cross_entropy`` with a softmax output (categorical) or a sigmoid output
+(one binary cross-entropy per unit), computed from ``z`` through a stable
+log-softmax / softplus so it never takes log(0)::
+
+    C = -(1/B) sum y_j log a_j   (softmax)       dC/dz = (1/B) (a - y)
+    C = -(1/B) sum [y log a + (1 - y) log(1 - a)]  (sigmoid)   same dC/dz
+
+The cross-entropy gradient is *fused* with the output activation: it is
+written directly for dC/dz, which is both cheaper and exact where the
+softmax Jacobian would lose digits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from .activations import Activation
+from .errors import ConfigError
+
+__all__ = ["Loss", "SquaredError", "CrossEntropy", "get_loss", "log_softmax", "LOSSES"]
+
+
+def log_softmax(z: Any) -> Any:
+    """log(softmax(z)) row by row, without forming softmax: z - max - log(sum(exp(z - max)))."""
+    xp = array_namespace(z)
+    shifted = z - xp.max(z, axis=1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+
+
+class Loss:
+    name: str = ""
+
+    def check_output(self, output: Activation) -> None:
+        """Raise a clear error if this loss cannot follow ``output``."""
+
+    def value(self, output: Activation, z: Any, a: Any, y: Any) -> Any:
+        """The batch-mean cost, a 0-d array on the inputs' device."""
+        raise NotImplementedError
+
+    def delta(self, output: Activation, z: Any, a: Any, y: Any) -> Any:
+        """dC/dz for the output layer, shape (B, K)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+
+class SquaredError(Loss):
+    """The seeds' cost C = sum_j (a_j - y_j)^2 per sample, gradient 2(a - y), batch-averaged."""
+
+    name = "squared_error"
+
+    def value(self, output, z, a, y):
+        xp = array_namespace(a, y)
+        diff = a - y
+        return xp.sum(diff * diff) * (1.0 / a.shape[0])
+
+    def delta(self, output, z, a, y):
+        return output.backward(a, (2.0 / a.shape[0]) * (a - y))
+
+
+class CrossEntropy(Loss):
+    """Cross-entropy fused with a softmax or sigmoid output: dC/dz = (a - y) / B."""
+
+    name = "cross_entropy"
+
+    def check_output(self, output):
+        if output.name not in ("softmax", "sigmoid"):
+            raise ConfigError(
+                f"cross_entropy needs a softmax or sigmoid output layer, not {output.name}: "
+                "use output='softmax', or loss='squared_error'"
+            )
+
+    def value(self, output, z, a, y):
+        xp = array_namespace(z, y)
+        scale = 1.0 / z.shape[0]
+        if output.name == "sigmoid":
+            # sigmoid: -[y log s(z) + (1-y) log(1-s(z))] = softplus(z) - y z,
+            # softplus(z) = max(z, 0) + log1p(exp(-|z|)) never overflows.
+            softplus = xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
+            return xp.sum(softplus - y * z) * scale
+        return -xp.sum(y * log_softmax(z)) * scale
+
+    def delta(self, output, z, a, y):
+        return (a - y) * (1.0 / a.shape[0])
+
+
+LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (SquaredError, CrossEntropy)}
+# No "mse" alias on purpose: this cost sums over outputs (the seeds'), PyTorch's MSELoss averages.
+_ALIASES = {"se": "squared_error", "ce": "cross_entropy", "crossentropy": "cross_entropy"}
+
+
+def get_loss(spec: str | Loss) -> Loss:
+    """A loss from its name (``squared_error``, ``cross_entropy``) or instance."""
+    if isinstance(spec, Loss):
+        return spec
+    if not isinstance(spec, str):
+        raise ConfigError(f"loss must be a name or a Loss, got {type(spec).__name__}")
+    key = spec.strip().lower().replace("-", "_")
+    name = _ALIASES.get(key, key)
+    if name not in LOSSES:
+        raise ConfigError(f"unknown loss {spec!r}: choose one of {', '.join(LOSSES)}")
+    return LOSSES[name]()

@@ -1,0 +1,142 @@
+"""The array operations of a training step: one generic path, backend fast paths.
+
+:class:`ArrayAPIOps` is the reference: plain Array-API expressions that return
+new arrays, correct on every backend.  A fast path subclasses it and computes
+the *same* maths into preallocated buffers or in place:
+
+- :class:`NumPyOps` uses ``out=`` for every matrix product (transposes are
+  passed to BLAS as flags, never copied) and updates activations in place.
+- ``nnxp._cupy_ops.CuPyOps`` (GPU only) adds fused elementwise kernels.
+
+Buffers are keyed by a role and layer, e.g. ``("z", 0)``, and reused while
+shapes allow.  An array a fast path returns is only valid until the next call
+with the same key, so fast ops are for the training loop's own use; the
+public API (``Network.forward``, ``Network.gradients``) uses the generic path.
+The test-suite checks that both paths give the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Hashable
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from .activations import Activation
+from .backend import Backend
+
+__all__ = ["ArrayAPIOps", "NumPyOps", "ops_for"]
+
+
+class ArrayAPIOps:
+    """Layer maths as plain Array-API expressions (batch is rows, W is (out, in))."""
+
+    name = "array_api"
+
+    def linear(self, x: Any, w: Any, b: Any, key: Hashable) -> Any:
+        """z = x W^T + b: (B, in) -> (B, out)."""
+        return x @ w.T + b
+
+    def activate(self, act: Activation, z: Any) -> Any:
+        """a = f(z) for a hidden layer; fast paths may overwrite ``z``."""
+        return act.forward(z)
+
+    def activation_backward(self, act: Activation, a: Any, g: Any) -> Any:
+        """dC/dz = f'(z) * g from the layer output ``a``; fast paths may overwrite ``g``."""
+        return act.backward(a, g)
+
+    def weight_grad(self, delta: Any, a_prev: Any, key: Hashable) -> Any:
+        """dC/dW = delta^T a_prev: (out, B) @ (B, in) -> (out, in)."""
+        return delta.T @ a_prev
+
+    def bias_grad(self, delta: Any, key: Hashable) -> Any:
+        """dC/db = sum of delta over the batch: (out,)."""
+        return array_namespace(delta).sum(delta, axis=0)
+
+    def input_grad(self, delta: Any, w: Any, key: Hashable) -> Any:
+        """dC/da_prev = delta W: (B, out) @ (out, in) -> (B, in)."""
+        return delta @ w
+
+    def take_rows(self, x: Any, index: Any, key: Hashable) -> Any:
+        """x[index] along the first axis (a mini-batch gathered on the device)."""
+        return array_namespace(x).take(x, index, axis=0)
+
+
+class NumPyOps(ArrayAPIOps):
+    """The same maths for NumPy, into reused buffers and in place."""
+
+    name = "numpy"
+
+    def __init__(self) -> None:
+        self._buffers: dict[Hashable, np.ndarray] = {}
+
+    def buffer(self, key: Hashable, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A reusable (uninitialised) array; a smaller batch gets a leading slice."""
+        buf = self._buffers.get(key)
+        if buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0]:
+            buf = np.empty(shape, dtype=dtype)
+            self._buffers[key] = buf
+        return buf[: shape[0]] if buf.shape[0] != shape[0] else buf
+
+    def linear(self, x, w, b, key):
+        out = self.buffer(key, (x.shape[0], w.shape[0]), x.dtype)
+        np.matmul(x, w.T, out=out)
+        out += b
+        return out
+
+    def activate(self, act, z):
+        name = act.name
+        if name == "relu":
+            return np.maximum(z, 0.0, out=z)
+        if name == "leaky_relu":
+            return np.maximum(z, act.alpha * z, out=z)  # max(z, alpha z), 0 <= alpha < 1
+        if name == "tanh":
+            return np.tanh(z, out=z)
+        if name == "identity":
+            return z
+        return act.forward(z)
+
+    def activation_backward(self, act, a, g):
+        name = act.name
+        if name == "relu":
+            np.copyto(g, 0.0, where=a <= 0)
+            return g
+        if name == "leaky_relu":
+            return np.multiply(g, act.alpha, out=g, where=a <= 0)
+        if name == "tanh":
+            g *= 1.0 - a * a
+            return g
+        if name == "sigmoid":
+            g *= a * (1.0 - a)
+            return g
+        if name == "identity":
+            return g
+        return act.backward(a, g)
+
+    def weight_grad(self, delta, a_prev, key):
+        out = self.buffer(key, (delta.shape[1], a_prev.shape[1]), delta.dtype)
+        return np.matmul(delta.T, a_prev, out=out)
+
+    def bias_grad(self, delta, key):
+        out = self.buffer(key, (delta.shape[1],), delta.dtype)
+        return np.sum(delta, axis=0, out=out)
+
+    def input_grad(self, delta, w, key):
+        out = self.buffer(key, (delta.shape[0], w.shape[1]), delta.dtype)
+        return np.matmul(delta, w, out=out)
+
+    def take_rows(self, x, index, key):
+        out = self.buffer(key, (index.shape[0],) + tuple(x.shape[1:]), x.dtype)
+        return np.take(x, index, axis=0, out=out)
+
+
+def ops_for(backend: Backend, fast: bool = True) -> ArrayAPIOps:
+    """The fastest correct ops for ``backend`` (the generic ones if ``fast`` is False)."""
+    if fast and backend.name == "numpy":
+        return NumPyOps()
+    if fast and backend.name == "cupy":
+        from ._cupy_ops import CuPyOps, fused_enabled
+
+        if fused_enabled():
+            return CuPyOps()
+    return ArrayAPIOps()

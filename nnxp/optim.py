@@ -1,0 +1,225 @@
+"""Optimizers: SGD (with momentum and Nesterov), Adam and AdamW.
+
+They follow PyTorch's definitions, so results can be compared with
+``torch.optim`` one step at a time.  For a parameter p with gradient g:
+
+SGD, momentum mu, weight decay wd (L2, added to the gradient)::
+
+    g <- g + wd p
+    v <- mu v + g                      (v starts at 0, so the first v is g)
+    p <- p - lr (g + mu v)   if nesterov   else   p - lr v
+
+Adam (Kingma & Ba 2015), step t = 1, 2, ...::
+
+    g <- g + wd p                      (AdamW instead decays p <- p (1 - lr wd))
+    m <- b1 m + (1 - b1) g             v <- b2 v + (1 - b2) g^2
+    p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+
+Updates are made in place with the Array API's in-place operators, so the
+parameter arrays (and any views of them) stay the same objects.  Hyperparameters
+are Python floats and the step count a Python int: no host-device traffic.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from array_api_compat import array_namespace, device
+
+from .backend import backend_of
+from .errors import ConfigError
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "get_optimizer", "OPTIMIZERS"]
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = False) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be finite and {bound}, got {value}")
+    return value
+
+
+class Optimizer:
+    """Base class.  ``step(params, grads)`` updates ``params`` in place.
+
+    ``params`` and ``grads`` are matching lists of arrays.  State (momentum,
+    moments) is created on the first step, on the parameters' device.
+    """
+
+    name = ""
+    #: names of the per-parameter state buffers, e.g. ("m", "v") for Adam.
+    buffers: tuple[str, ...] = ()
+
+    def __init__(self, lr: float, weight_decay: float = 0.0):
+        self.lr = _positive("learning rate", lr)
+        self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
+        self.t = 0  # steps taken
+        self.state: dict[str, list[Any]] = {}
+
+    def step(self, params: Sequence[Any], grads: Sequence[Any]) -> None:
+        if len(params) != len(grads):
+            raise ConfigError(f"{len(params)} parameters but {len(grads)} gradients")
+        if not self._state_fits(params):
+            self.state = {name: [array_namespace(p).zeros_like(p) for p in params]
+                          for name in self.buffers}
+        self.t += 1
+        for i, (p, g) in enumerate(zip(params, grads)):
+            self._update(p, g, {name: bufs[i] for name, bufs in self.state.items()})
+
+    def _update(self, p: Any, g: Any, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _state_fits(self, params: Sequence[Any]) -> bool:
+        if not self.buffers:
+            return True
+        first = self.state.get(self.buffers[0])
+        return first is not None and len(first) == len(params) and all(
+            s.shape == p.shape and s.dtype == p.dtype and device(s) == device(p)
+            for s, p in zip(first, params)
+        )
+
+    def state_dict(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(JSON-able settings and step count, state arrays by name) for checkpoints."""
+        info = {"config": self.config(), "t": self.t}
+        arrays = {f"{name}.{i}": a for name, bufs in self.state.items() for i, a in enumerate(bufs)}
+        return info, arrays
+
+    def load_state_dict(self, info: dict[str, Any], arrays: dict[str, Any], params: Sequence[Any]) -> None:
+        """Restore what :meth:`state_dict` gave, as arrays like ``params`` (same device and dtype)."""
+        self.t = int(info["t"])
+        self.state = {}
+        for name in self.buffers:
+            bufs = []
+            for i, p in enumerate(params):
+                try:
+                    host = arrays[f"{name}.{i}"]
+                except KeyError:
+                    raise ConfigError(f"optimizer state {name}.{i} is missing") from None
+                bufs.append(backend_of(p).asarray(host, p.dtype, copy=True))
+            self.state[name] = bufs
+
+    def reset(self) -> None:
+        """Forget the step count and all state."""
+        self.t = 0
+        self.state = {}
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "lr": self.lr, "weight_decay": self.weight_decay}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum."""
+
+    name = "sgd"
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0):
+        super().__init__(lr, weight_decay)
+        self.momentum = _positive("momentum", momentum, allow_zero=True)
+        if self.momentum >= 1.0:
+            raise ConfigError(f"momentum must be < 1, got {self.momentum}")
+        if nesterov and self.momentum == 0.0:
+            raise ConfigError("nesterov=True needs momentum > 0, e.g. momentum=0.9")
+        self.nesterov = bool(nesterov)
+        self.buffers = ("velocity",) if self.momentum else ()
+
+    def _update(self, p, g, state):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            v = state["velocity"]
+            v *= self.momentum
+            v += g
+            g = g + self.momentum * v if self.nesterov else v
+        p -= self.lr * g
+
+    def config(self):
+        return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam with L2 weight decay added to the gradient (as ``torch.optim.Adam``)."""
+
+    name = "adam"
+    buffers = ("m", "v")
+    decoupled = False
+
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(lr, weight_decay)
+        self.beta1 = _positive("beta1", beta1, allow_zero=True)
+        self.beta2 = _positive("beta2", beta2, allow_zero=True)
+        if self.beta1 >= 1.0 or self.beta2 >= 1.0:
+            raise ConfigError(f"Adam betas must be in [0, 1), got {self.beta1}, {self.beta2}")
+        self.eps = _positive("eps", eps)
+
+    def step(self, params, grads):
+        # Bias corrections are host floats, computed once per step.
+        t = self.t + 1
+        self._step_size = self.lr / (1.0 - self.beta1**t)
+        self._inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - self.beta2**t)
+        super().step(params, grads)
+
+    def _update(self, p, g, state):
+        if self.weight_decay:
+            if self.decoupled:
+                p *= 1.0 - self.lr * self.weight_decay
+            else:
+                g = g + self.weight_decay * p
+        m, v = state["m"], state["v"]
+        m *= self.beta1
+        m += (1.0 - self.beta1) * g
+        v *= self.beta2
+        v += (1.0 - self.beta2) * (g * g)
+        xp = array_namespace(p)
+        p -= self._step_size * m / (xp.sqrt(v) * self._inv_sqrt_bc2 + self.eps)
+
+    def config(self):
+        return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay p <- p (1 - lr wd) (Loshchilov & Hutter 2019)."""
+
+    name = "adamw"
+    decoupled = True
+
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.01):
+        super().__init__(lr, beta1, beta2, eps, weight_decay)
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": SGD, "nesterov": SGD, "adam": Adam, "adamw": AdamW}
+
+
+def get_optimizer(spec: str | Optimizer | dict, lr: float | None = None, **params: Any) -> Optimizer:
+    """An optimizer from a name: ``sgd``, ``momentum`` (SGD, momentum 0.9),
+    ``nesterov`` (SGD, Nesterov momentum 0.9), ``adam`` or ``adamw``; or from
+    the dict :meth:`Optimizer.config` returns."""
+    if isinstance(spec, Optimizer):
+        return spec
+    if isinstance(spec, dict):
+        params = {**{k: v for k, v in spec.items() if k != "name"}, **params}
+        spec = spec.get("name", "")
+    name = str(spec).strip().lower()
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {spec!r}: choose one of {', '.join(OPTIMIZERS)}")
+    if name in ("momentum", "nesterov") and "nesterov" not in params:
+        params.setdefault("momentum", 0.9)
+        params["nesterov"] = name == "nesterov"
+    if lr is not None:
+        params["lr"] = lr
+    try:
+        return OPTIMIZERS[name](**params)
+    except TypeError as exc:
+        raise ConfigError(f"optimizer {name!r}: {exc}") from None
+

@@ -1,0 +1,254 @@
+"""The training loop: mini-batch fitting, evaluation, history and checkpoints.
+
+Device discipline (what makes ``--device cuda`` fast, and what the tests on
+array-api-strict's non-default device enforce):
+
+- the data is moved to the network's device once, by :func:`fit`;
+- each epoch's shuffle is a permutation drawn on the host from
+  ``numpy.random.default_rng([seed, epoch])`` and moved over once, so a run
+  resumed at epoch e shuffles exactly as an uninterrupted run would;
+- mini-batches are gathered on the device;
+- the epoch's loss and correct count are summed on the device and read once,
+  at the end of the epoch.  The only other reads are the progress bar's,
+  at most twice a second and only when a bar is shown.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from .errors import ConfigError, DivergenceError
+from .network import Network
+from .ops import ArrayAPIOps, ops_for
+from .optim import Optimizer, get_optimizer
+
+__all__ = ["fit", "evaluate", "History", "Callback", "count_correct"]
+
+
+@dataclass
+class History:
+    """Per-epoch records: ``epoch`` (1-based), ``loss``, ``accuracy``, ``val_loss``,
+    ``val_accuracy`` (when validation data is given), ``seconds`` (whole epoch)
+    and ``samples_per_second`` (training phase)."""
+
+    records: list[dict[str, float]] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> list[float]:
+        return [r[key] for r in self.records if key in r]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def last(self) -> dict[str, float]:
+        return self.records[-1] if self.records else {}
+
+
+class Callback:
+    """Hooks called by :func:`fit`; subclass and override what you need."""
+
+    def on_epoch_end(self, net: Network, optimizer: Optimizer, record: dict[str, float],
+                     history: History) -> None:
+        pass
+
+
+def fit(
+    net: Network,
+    x: Any,
+    y: Any,
+    *,
+    epochs: int = 10,
+    batch_size: int = 64,
+    optimizer: str | Optimizer = "sgd",
+    lr: float | None = None,
+    validation_data: tuple[Any, Any] | None = None,
+    shuffle: bool = True,
+    seed: int = 0,
+    initial_epoch: int = 0,
+    history: History | None = None,
+    callbacks: Iterable[Callback] = (),
+    verbose: int = 1,
+    progress: bool | None = None,
+    fast: bool = True,
+    out: Callable[[str], None] | None = None,
+) -> History:
+    """Train ``net`` on ``(x, y)`` with mini-batch gradient descent.
+
+    Parameters
+    ----------
+    x : (N, n_0) inputs; y : (N,) integer class labels or (N, n_L) targets.
+        Arrays of any supported library; they are moved to the network's
+        device once.
+    epochs : train until this many epochs are done (counting ``initial_epoch``).
+    batch_size : samples per step; the last batch of an epoch may be smaller.
+    optimizer : an :class:`~nnxp.optim.Optimizer` or a name (``sgd``,
+        ``momentum``, ``nesterov``, ``adam``, ``adamw``) with learning rate ``lr``.
+    validation_data : optional ``(x_val, y_val)`` evaluated after each epoch.
+    seed : seeds the shuffles (epoch e uses ``default_rng([seed, e])``).
+    initial_epoch : epochs already done (to resume from a checkpoint).
+    verbose : 1 prints one summary line per epoch; 0 prints nothing.
+    progress : show a progress bar per epoch (default: when verbose and
+        stderr is a terminal).
+    fast : use the backend's fast path (buffers, in-place, fused kernels).
+
+    Returns the :class:`History` (``history`` extended, if given).
+
+    Raises :class:`~nnxp.errors.DivergenceError` if an epoch's loss is NaN or
+    infinite; the network then holds the diverged weights, so keep a
+    checkpoint (the CLI does).
+    """
+    epochs, batch_size = _positive_int("epochs", epochs), _positive_int("batch_size", batch_size)
+    if isinstance(optimizer, str):
+        optimizer = get_optimizer(optimizer, lr=lr)
+    elif lr is not None:
+        optimizer.lr = float(lr)
+    x = net.inputs(x)
+    n = x.shape[0]
+    y = net.targets(y, n)
+    val = None
+    if validation_data is not None:
+        xv = net.inputs(validation_data[0], "validation x")
+        val = (xv, net.targets(validation_data[1], xv.shape[0], "validation y"))
+    history = history if history is not None else History()
+    callbacks = list(callbacks)
+    out = out or print
+    if progress is None:
+        progress = bool(verbose) and sys.stderr.isatty()
+
+    backend = net.backend
+    xp = backend.xp
+    ops = ops_for(backend, fast=fast)
+    index_dtype = xp.int64 if backend.supports("int64") else xp.int32
+    steps = math.ceil(n / batch_size)
+    for epoch in range(initial_epoch, epochs):
+        started = time.perf_counter()
+        order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+        order = backend.asarray(order, index_dtype)
+        loss_sum = xp.zeros((), dtype=net.dtype, device=backend.device)
+        correct = xp.zeros((), dtype=index_dtype, device=backend.device)
+        bar = _ProgressBar(epoch + 1, epochs, n) if progress else None
+        # A diverging run overflows; that is reported once, below, not as NumPy warnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for step in range(steps):
+                lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
+                index = order[lo:hi]
+                xb = ops.take_rows(x, index, "x_batch")
+                yb = ops.take_rows(y, index, "y_batch")
+                cost, a = net.train_step(xb, yb, optimizer, ops)
+                loss_sum = loss_sum + cost * float(hi - lo)
+                correct = correct + count_correct(a, yb, index_dtype)
+                if bar is not None:
+                    bar.update(hi, loss_sum)
+            loss = float(loss_sum) / n  # the epoch's one read of training results
+            accuracy = int(correct) / n
+            train_seconds = time.perf_counter() - started
+            if bar is not None:
+                bar.close()
+            record: dict[str, float] = {"epoch": epoch + 1, "loss": loss, "accuracy": accuracy}
+            if val is not None:
+                record.update(_evaluate_on_device(net, *val, prefix="val_"))
+        record["seconds"] = time.perf_counter() - started
+        record["samples_per_second"] = n / train_seconds
+        if not math.isfinite(loss):
+            raise DivergenceError(
+                f"training diverged in epoch {epoch + 1}: the loss is {loss}; "
+                f"the learning rate ({optimizer.lr:g}) is probably too high, try a lower one"
+            )
+        history.records.append(record)
+        if verbose:
+            out(format_record(record, epochs))
+        for callback in callbacks:
+            callback.on_epoch_end(net, optimizer, record, history)
+    return history
+
+
+def evaluate(net: Network, x: Any, y: Any, batch_size: int = 4096,
+             ops: ArrayAPIOps | None = None) -> dict[str, float]:
+    """{"loss": mean cost, "accuracy": fraction correct} over all of (x, y).
+
+    Runs ``batch_size`` rows at a time; sums stay on the device and are read once.
+    """
+    x = net.inputs(x)
+    return _evaluate_on_device(net, x, net.targets(y, x.shape[0]), batch_size, ops)
+
+
+def _evaluate_on_device(net: Network, x: Any, y: Any, batch_size: int = 4096,
+                        ops: ArrayAPIOps | None = None, prefix: str = "") -> dict[str, float]:
+    """:func:`evaluate` for inputs and targets already checked and on the device."""
+    n = x.shape[0]
+    xp = net.xp
+    ops = ops or ArrayAPIOps()
+    index_dtype = xp.int64 if net.backend.supports("int64") else xp.int32
+    loss_sum = xp.zeros((), dtype=net.dtype, device=net.device)
+    correct = xp.zeros((), dtype=index_dtype, device=net.device)
+    for lo in range(0, n, batch_size):
+        hi = min(n, lo + batch_size)
+        xb, yb = x[lo:hi, ...], y[lo:hi, ...]
+        z, a, _ = net._forward(xb, ops)
+        loss_sum = loss_sum + net.loss.value(net.output, z, a, yb) * float(xb.shape[0])
+        correct = correct + count_correct(a, yb, index_dtype)
+    return {prefix + "loss": float(loss_sum) / n, prefix + "accuracy": int(correct) / n}
+
+
+def count_correct(a: Any, y: Any, dtype: Any) -> Any:
+    """Number of rows whose predicted class matches the target's, as a 0-d device array.
+
+    Several outputs: argmax(a) == argmax(y).  One output: (a >= 0.5) == (y >= 0.5).
+    """
+    xp = array_namespace(a, y)
+    if a.shape[1] == 1:
+        hits = (a[:, 0] >= 0.5) == (y[:, 0] >= 0.5)
+    else:
+        hits = xp.argmax(a, axis=1) == xp.argmax(y, axis=1)
+    return xp.sum(xp.astype(hits, dtype))
+
+
+def format_record(record: dict[str, float], epochs: int) -> str:
+    """One summary line per epoch, e.g. ``epoch  3/10  loss 0.2345  acc 93.21% ...``."""
+    width = len(str(epochs))
+    parts = [f"epoch {int(record['epoch']):>{width}}/{epochs}",
+             f"loss {record['loss']:.4f}", f"acc {100 * record['accuracy']:6.2f}%"]
+    if "val_loss" in record:
+        parts += [f"test loss {record['val_loss']:.4f}", f"test acc {100 * record['val_accuracy']:6.2f}%"]
+    parts += [f"{record['seconds']:.1f}s", f"{record['samples_per_second']:,.0f} samples/s"]
+    return "  ".join(parts)
+
+
+class _ProgressBar:
+    """A tqdm bar for one epoch; reads the running loss at most twice a second."""
+
+    def __init__(self, epoch: int, epochs: int, total: int):
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="sample",
+                         unit_scale=True, leave=False, file=sys.stderr, dynamic_ncols=True)
+        self._last_read = 0.0
+        self._done = 0
+
+    def update(self, done: int, loss_sum: Any) -> None:
+        self._bar.update(done - self._done)
+        self._done = done
+        now = time.perf_counter()
+        if now - self._last_read >= 0.5:
+            self._last_read = now
+            self._bar.set_postfix(loss=f"{float(loss_sum) / done:.4f}", refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _positive_int(name: str, value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}") from None
+    if number != value or number < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return number

@@ -1,0 +1,74 @@
+"""The backend fixture: every numeric test runs on every available backend.
+
+- ``numpy``: the CPU backend users get with ``device="cpu"``.
+- ``strict``: array-api-strict on its non-default ``device1``: mixing arrays
+  of two devices, NumPy scalars leaking in, or any function outside the
+  standard fails here, on a CPU, as it would (or worse) on a GPU.
+- ``strict-nof64``: array-api-strict's ``no_float64`` device (like Apple's
+  MPS): float64 does not exist, so float64-only habits fail.
+- ``torch``: PyTorch on the CPU through array-api-compat, when installed.
+- ``cupy``: CuPy on a CUDA GPU, when one is present (skipped otherwise,
+  with the reason).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnxp
+from nnxp.backend import _cupy_gpu_count
+
+# The lowest standard version nnxp relies on (Python scalars in where/maximum).
+STRICT_API_VERSION = "2024.12"
+
+BACKEND_NAMES = ["numpy", "strict", "strict-nof64", "torch", "cupy"]
+
+
+def make_backend(name: str) -> nnxp.Backend:
+    if name == "numpy":
+        return nnxp.get_backend("cpu")
+    if name.startswith("strict"):
+        import array_api_strict as xps
+
+        xps.set_array_api_strict_flags(api_version=STRICT_API_VERSION)
+        device = xps.Device("device1" if name == "strict" else "no_float64")
+        return nnxp.get_backend((xps, device))
+    if name == "torch":
+        torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+        return nnxp.get_backend((torch, "cpu"))
+    if name == "cupy":
+        count, reason = _cupy_gpu_count()
+        if count == 0:
+            pytest.skip(f"CuPy backend: {reason}")
+        return nnxp.get_backend("cuda")
+    raise ValueError(name)
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+def backend(request) -> nnxp.Backend:
+    """An nnxp Backend for each available array library and device."""
+    return make_backend(request.param)
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype_name(request, backend) -> str:
+    """Each floating dtype the backend's device supports."""
+    if not backend.supports(request.param):
+        pytest.skip(f"{backend} has no {request.param}")
+    return request.param
+
+
+def assert_on(backend: nnxp.Backend, x, dtype_name: str | None = None) -> None:
+    """Assert that ``x`` lives on ``backend`` (namespace and device) with the given dtype."""
+    assert backend.owns(x), f"array is not on {backend}: {type(x)}"
+    if dtype_name is not None:
+        assert x.dtype == backend.dtype(dtype_name), f"dtype {x.dtype} != {dtype_name}"
+
+
+def host(x) -> np.ndarray:
+    return nnxp.to_numpy(x)
+
+
+# Tolerances for comparing with float64 references.
+RTOL = {"float64": 1e-9, "float32": 2e-5}

@@ -1,0 +1,155 @@
+"""The training loop: learning real problems, determinism, resuming, device discipline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnxp
+from nnxp.checkpoint import load_checkpoint, save_checkpoint
+
+from conftest import assert_on, make_backend
+
+XOR_X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+XOR_Y = np.array([0, 1, 1, 0])
+
+
+def test_learns_xor(backend):
+    net = nnxp.Network([2, 8, 1], hidden="tanh", output="sigmoid", loss="cross_entropy", seed=0,
+                       device=backend)
+    history = net.fit(XOR_X, XOR_Y, epochs=300, batch_size=4, optimizer=nnxp.Adam(lr=0.05), verbose=0)
+    assert history.last["accuracy"] == 1.0
+    assert history.last["loss"] < 0.05
+    np.testing.assert_array_equal(nnxp.to_numpy(net.classify(XOR_X)), XOR_Y)
+
+
+def test_learns_xor_like_the_seed(backend):
+    # The seed's setup: leaky ReLU (alpha 0.2) hidden, sigmoid out, squared error, plain SGD.
+    net = nnxp.Network([2, 4, 1], hidden="leaky_relu", output="sigmoid", init="xavier", seed=1,
+                       device=backend)
+    net.fit(XOR_X, XOR_Y[:, None].astype(float), epochs=2000, batch_size=4, optimizer="sgd", lr=0.5,
+            verbose=0)
+    assert net.evaluate(XOR_X, XOR_Y[:, None].astype(float))["accuracy"] == 1.0
+
+
+def blobs(n=300, seed=0):
+    """Three Gaussian clusters in 4-D, a small linearly separable problem."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[2.0, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 2.0, 0]])
+    labels = rng.integers(0, 3, n)
+    return centres[labels] + rng.normal(scale=0.5, size=(n, 4)), labels
+
+
+def test_history_and_validation(backend):
+    x, y = blobs()
+    net = nnxp.Network([4, 16, 3], seed=0, device=backend)
+    history = net.fit(x[:200], y[:200], epochs=5, batch_size=32, optimizer="adam", lr=0.01,
+                      validation_data=(x[200:], y[200:]), verbose=0)
+    assert len(history) == 5 and history["epoch"] == [1, 2, 3, 4, 5]
+    assert history["loss"][-1] < history["loss"][0]
+    assert history.last["val_accuracy"] > 0.95
+    scores = net.evaluate(x[200:], y[200:])
+    assert scores["accuracy"] == pytest.approx(history.last["val_accuracy"])
+    assert scores["loss"] == pytest.approx(history.last["val_loss"], rel=1e-5)
+
+
+def test_epoch_loss_is_the_mean_over_samples(backend):
+    # With lr tiny the weights barely move, so the epoch's training loss must equal
+    # the loss evaluated over the whole set (batch means weighted by batch size).
+    x, y = blobs(50)
+    net = nnxp.Network([4, 5, 3], seed=3, dtype="float32", device=backend)
+    before = net.evaluate(x, y)
+    history = net.fit(x, y, epochs=1, batch_size=16, optimizer="sgd", lr=1e-9, verbose=0)
+    assert history.last["loss"] == pytest.approx(before["loss"], rel=1e-5)
+    assert history.last["accuracy"] == pytest.approx(before["accuracy"])
+
+
+def test_same_seed_same_result_and_backends_agree(backend):
+    x, y = blobs(120)
+    results = []
+    for _ in range(2):
+        net = nnxp.Network([4, 8, 3], seed=5, device=backend)
+        net.fit(x, y, epochs=3, batch_size=16, optimizer="momentum", lr=0.05, seed=9, verbose=0)
+        results.append(net.get_weights())
+    for (w0, b0), (w1, b1) in zip(*results):
+        np.testing.assert_array_equal(w0, w1)
+        np.testing.assert_array_equal(b0, b1)
+    reference = nnxp.Network([4, 8, 3], seed=5, device="cpu")
+    reference.fit(x, y, epochs=3, batch_size=16, optimizer="momentum", lr=0.05, seed=9, verbose=0)
+    for (w, b), (rw, rb) in zip(results[0], reference.get_weights()):
+        np.testing.assert_allclose(w, rw, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["nesterov", "adam"])
+def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path, backend, optimizer):
+    x, y = blobs(100)
+    straight = nnxp.Network([4, 6, 3], seed=2, device=backend)
+    straight.fit(x, y, epochs=4, batch_size=16, optimizer=optimizer, lr=0.02, seed=1, verbose=0)
+
+    net = nnxp.Network([4, 6, 3], seed=2, device=backend)
+    opt = nnxp.get_optimizer(optimizer, lr=0.02)
+    history = net.fit(x, y, epochs=2, batch_size=16, optimizer=opt, seed=1, verbose=0)
+    save_checkpoint(tmp_path / "ck.safetensors", net, opt, history, {"seed": 1})
+    ck = load_checkpoint(tmp_path / "ck.safetensors", device=backend)
+    assert ck.epoch == 2 and ck.settings == {"seed": 1} and ck.optimizer.t == opt.t
+    ck.net.fit(x, y, epochs=4, batch_size=16, optimizer=ck.optimizer, seed=1, verbose=0,
+               initial_epoch=ck.epoch, history=ck.history)
+    assert len(ck.history) == 4
+    for (w, b), (sw, sb) in zip(ck.net.get_weights(), straight.get_weights()):
+        np.testing.assert_array_equal(w, sw)
+        np.testing.assert_array_equal(b, sb)
+
+
+def test_divergence_is_reported(backend):
+    x, y = blobs(60)
+    net = nnxp.Network([4, 8, 1], hidden="relu", output="identity", seed=0, device=backend)
+    with pytest.raises(nnxp.DivergenceError, match="learning rate"):
+        net.fit(x * 1e3, (y * 1e3).astype(float), epochs=5, batch_size=8, optimizer="sgd", lr=10.0,
+                verbose=0)
+
+
+def test_training_reads_the_device_once_per_epoch(monkeypatch):
+    """On array-api-strict's device1 any implicit transfer fails; count the explicit reads.
+
+    Every float()/int()/bool() of a device array is a host sync.  Their number must
+    not depend on how many steps an epoch has: the loop reads only per epoch.
+    """
+    from array_api_strict._array_object import Array
+
+    strict = make_backend("strict")
+    reads = {"n": 0}
+    for method in ("__float__", "__int__", "__bool__", "__index__"):
+        original = getattr(Array, method)
+
+        def counting(self, _original=original):
+            reads["n"] += 1
+            return _original(self)
+
+        monkeypatch.setattr(Array, method, counting)
+
+    x, y = blobs(128)
+    xd = strict.asarray(x, strict.dtype("float32"))
+    yd = strict.asarray(y, strict.xp.int64)
+
+    def reads_for(epochs, batch_size):
+        reads["n"] = 0
+        net = nnxp.Network([4, 8, 3], seed=0, device=strict)
+        net.fit(xd, yd, epochs=epochs, batch_size=batch_size, optimizer="adam", verbose=0,
+                validation_data=(xd, yd), progress=False)
+        for p in net.parameters():
+            assert_on(strict, p, "float32")
+        return reads["n"]
+
+    per_epoch = reads_for(2, 8) - reads_for(1, 8)
+    assert per_epoch == reads_for(2, 64) - reads_for(1, 64), "reads grow with the number of steps"
+    assert per_epoch <= 4  # training loss and count, validation loss and count
+
+
+def test_bad_fit_arguments(backend):
+    net = nnxp.Network([2, 3, 2], device=backend)
+    for kwargs, message in [({"epochs": 0}, "epochs must be a positive integer"),
+                            ({"batch_size": 2.5}, "batch_size must be a positive integer"),
+                            ({"optimizer": "lbfgs"}, "unknown optimizer"),
+                            ({"lr": -1.0}, "learning rate must be finite and > 0")]:
+        with pytest.raises(nnxp.NnxpError, match=message):
+            net.fit(XOR_X, XOR_Y, verbose=0, **kwargs)
