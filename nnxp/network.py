@@ -241,8 +241,7 @@ class Network:
         acts = [x]
         a = x
         for l, layer in enumerate(self.layers[:-1]):
-            z = ops.linear(a, layer.weight, layer.bias, ("z", l))
-            a = ops.activate(layer.activation, z)
+            a = ops.linear_activate(a, layer.weight, layer.bias, layer.activation, ("z", l))
             acts.append(a)
         last = self.layers[-1]
         z = ops.linear(a, last.weight, last.bias, ("z", len(self.layers) - 1))
@@ -283,7 +282,8 @@ class Network:
         Returns (batch cost, outputs) as device arrays: nothing is read back.
         """
         cost, grads, a = self._backprop(x, y, ops)
-        optimizer.step(self.parameters(), [g for pair in grads for g in pair])
+        optimizer.step(self.parameters(), [g for pair in grads for g in pair],
+                       update=ops.optimizer_update(optimizer))
         return cost, a
 
     # -- checking inputs -------------------------------------------------------------

@@ -6,7 +6,8 @@ the *same* maths into preallocated buffers or in place:
 
 - :class:`NumPyOps` uses ``out=`` for every matrix product (transposes are
   passed to BLAS as flags, never copied) and updates activations in place.
-- ``nnxp._cupy_ops.CuPyOps`` (GPU only) adds fused elementwise kernels.
+- ``nnxp._cupy_ops.CuPyOps`` (GPU only) adds fused elementwise kernels
+  (opt-in with ``NNXP_CUPY_FUSED=1`` until they have been checked on a GPU).
 
 Buffers are keyed by a role and layer, e.g. ``("z", 0)``, and reused while
 shapes allow.  An array a fast path returns is only valid until the next call
@@ -17,7 +18,7 @@ The test-suite checks that both paths give the same numbers.
 
 from __future__ import annotations
 
-from typing import Any, Hashable
+from typing import Any, Callable, Hashable
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -41,6 +42,10 @@ class ArrayAPIOps:
         """a = f(z) for a hidden layer; fast paths may overwrite ``z``."""
         return act.forward(z)
 
+    def linear_activate(self, x: Any, w: Any, b: Any, act: Activation, key: Hashable) -> Any:
+        """a = f(x W^T + b) for a hidden layer (fast paths fuse the bias and f)."""
+        return self.activate(act, self.linear(x, w, b, key))
+
     def activation_backward(self, act: Activation, a: Any, g: Any) -> Any:
         """dC/dz = f'(z) * g from the layer output ``a``; fast paths may overwrite ``g``."""
         return act.backward(a, g)
@@ -60,6 +65,10 @@ class ArrayAPIOps:
     def take_rows(self, x: Any, index: Any, key: Hashable) -> Any:
         """x[index] along the first axis (a mini-batch gathered on the device)."""
         return array_namespace(x).take(x, index, axis=0)
+
+    def optimizer_update(self, optimizer: Any) -> Callable[[Any, Any, dict[str, Any]], None] | None:
+        """A fused in-place update ``f(p, g, state)`` for ``optimizer``, or None for its own."""
+        return None
 
 
 class NumPyOps(ArrayAPIOps):

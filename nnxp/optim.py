@@ -23,7 +23,7 @@ are Python floats and the step count a Python int: no host-device traffic.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from array_api_compat import array_namespace, device
 
@@ -56,20 +56,26 @@ class Optimizer:
     buffers: tuple[str, ...] = ()
 
     def __init__(self, lr: float, weight_decay: float = 0.0):
-        self.lr = _positive("learning rate", lr)
+        #: the learning rate set by the user; ``lr`` is the one in use (a schedule may lower it)
+        self.initial_lr = _positive("learning rate", lr)
+        self.lr = self.initial_lr
         self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
         self.t = 0  # steps taken
         self.state: dict[str, list[Any]] = {}
 
-    def step(self, params: Sequence[Any], grads: Sequence[Any]) -> None:
+    def step(self, params: Sequence[Any], grads: Sequence[Any],
+             update: Callable[[Any, Any, dict[str, Any]], None] | None = None) -> None:
+        """Update every parameter in place; ``update`` replaces the per-parameter
+        rule with a backend's fused kernel computing the same formula."""
         if len(params) != len(grads):
             raise ConfigError(f"{len(params)} parameters but {len(grads)} gradients")
         if not self._state_fits(params):
             self.state = {name: [array_namespace(p).zeros_like(p) for p in params]
                           for name in self.buffers}
         self.t += 1
+        update = update or self._update
         for i, (p, g) in enumerate(zip(params, grads)):
-            self._update(p, g, {name: bufs[i] for name, bufs in self.state.items()})
+            update(p, g, {name: bufs[i] for name, bufs in self.state.items()})
 
     def _update(self, p: Any, g: Any, state: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -109,7 +115,7 @@ class Optimizer:
         self.state = {}
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "lr": self.lr, "weight_decay": self.weight_decay}
+        return {"name": self.name, "lr": self.initial_lr, "weight_decay": self.weight_decay}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
@@ -162,12 +168,12 @@ class Adam(Optimizer):
             raise ConfigError(f"Adam betas must be in [0, 1), got {self.beta1}, {self.beta2}")
         self.eps = _positive("eps", eps)
 
-    def step(self, params, grads):
+    def step(self, params, grads, update=None):
         # Bias corrections are host floats, computed once per step.
         t = self.t + 1
         self._step_size = self.lr / (1.0 - self.beta1**t)
         self._inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - self.beta2**t)
-        super().step(params, grads)
+        super().step(params, grads, update)
 
     def _update(self, p, g, state):
         if self.weight_decay:

@@ -29,7 +29,7 @@ from .network import Network
 from .ops import ArrayAPIOps, ops_for
 from .optim import Optimizer, get_optimizer
 
-__all__ = ["fit", "evaluate", "History", "Callback", "count_correct"]
+__all__ = ["fit", "evaluate", "History", "Callback", "count_correct", "SCHEDULES"]
 
 
 @dataclass
@@ -68,6 +68,7 @@ def fit(
     batch_size: int = 64,
     optimizer: str | Optimizer = "sgd",
     lr: float | None = None,
+    schedule: str = "constant",
     validation_data: tuple[Any, Any] | None = None,
     shuffle: bool = True,
     seed: int = 0,
@@ -90,6 +91,8 @@ def fit(
     batch_size : samples per step; the last batch of an epoch may be smaller.
     optimizer : an :class:`~nnxp.optim.Optimizer` or a name (``sgd``,
         ``momentum``, ``nesterov``, ``adam``, ``adamw``) with learning rate ``lr``.
+    schedule : ``"constant"``, or ``"cosine"``: epoch e (0-based) of E trains
+        with ``lr * (1 + cos(pi e / E)) / 2``, ending near zero.
     validation_data : optional ``(x_val, y_val)`` evaluated after each epoch.
     seed : seeds the shuffles (epoch e uses ``default_rng([seed, e])``).
     initial_epoch : epochs already done (to resume from a checkpoint).
@@ -108,7 +111,9 @@ def fit(
     if isinstance(optimizer, str):
         optimizer = get_optimizer(optimizer, lr=lr)
     elif lr is not None:
-        optimizer.lr = float(lr)
+        optimizer.lr = optimizer.initial_lr = float(lr)
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
     x = net.inputs(x)
     n = x.shape[0]
     y = net.targets(y, n)
@@ -129,6 +134,7 @@ def fit(
     steps = math.ceil(n / batch_size)
     for epoch in range(initial_epoch, epochs):
         started = time.perf_counter()
+        optimizer.lr = optimizer.initial_lr * SCHEDULES[schedule](epoch, epochs)
         order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
         order = backend.asarray(order, index_dtype)
         loss_sum = xp.zeros((), dtype=net.dtype, device=backend.device)
@@ -167,6 +173,12 @@ def fit(
         for callback in callbacks:
             callback.on_epoch_end(net, optimizer, record, history)
     return history
+
+
+SCHEDULES: dict[str, Callable[[int, int], float]] = {
+    "constant": lambda epoch, epochs: 1.0,
+    "cosine": lambda epoch, epochs: 0.5 * (1.0 + math.cos(math.pi * epoch / epochs)),
+}
 
 
 def evaluate(net: Network, x: Any, y: Any, batch_size: int = 4096,

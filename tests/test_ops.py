@@ -19,6 +19,10 @@ def backend(request):
 
 
 def fast_ops(backend):
+    if backend.name == "cupy":
+        from nnxp._cupy_ops import CuPyOps
+
+        return CuPyOps()  # tested whether or not NNXP_CUPY_FUSED turns it on by default
     ops = ops_for(backend)
     assert type(ops) is not ArrayAPIOps, f"{backend} should have a fast path"
     return ops
@@ -53,7 +57,8 @@ def test_fast_take_rows_equals_generic(backend):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
-def test_fast_training_equals_generic(backend, optimizer):
+def test_fast_training_equals_generic(backend, optimizer, monkeypatch):
+    monkeypatch.setenv("NNXP_CUPY_FUSED", "1")
     fast_ops(backend)
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(50, 8)), rng.integers(0, 3, 50)

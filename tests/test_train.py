@@ -153,3 +153,21 @@ def test_bad_fit_arguments(backend):
                             ({"lr": -1.0}, "learning rate must be finite and > 0")]:
         with pytest.raises(nnxp.NnxpError, match=message):
             net.fit(XOR_X, XOR_Y, verbose=0, **kwargs)
+
+
+def test_cosine_schedule_sets_each_epochs_learning_rate():
+    seen = []
+
+    class Record(nnxp.Callback):
+        def on_epoch_end(self, net, optimizer, record, history):
+            seen.append(optimizer.lr)
+
+    x, y = blobs(40)
+    opt = nnxp.SGD(lr=0.2)
+    nnxp.Network([4, 3, 3], device="cpu").fit(x, y, epochs=4, optimizer=opt, schedule="cosine",
+                                               callbacks=[Record()], verbose=0)
+    np.testing.assert_allclose(seen, [0.2, 0.2 * (1 + np.cos(np.pi / 4)) / 2, 0.1,
+                                      0.2 * (1 + np.cos(3 * np.pi / 4)) / 2])
+    assert opt.config()["lr"] == 0.2, "the schedule must not change the saved base rate"
+    with pytest.raises(nnxp.ConfigError, match="unknown schedule"):
+        nnxp.Network([4, 3, 3], device="cpu").fit(x, y, schedule="linear", verbose=0)

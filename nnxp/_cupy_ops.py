@@ -1,0 +1,178 @@
+"""CuPy fast path: cuBLAS products into reused buffers and fused elementwise kernels.
+
+The generic Array-API step launches one kernel per operator: ``z = x @ W.T``,
+``z + b``, the activation, and three to eight more per parameter update.  Here:
+
+- hidden layer forward: one GEMM (``cupy.matmul(..., out=)``) and one kernel
+  ``a = f(z + b)`` computed in place;
+- hidden layer backward: one GEMM for dC/da and one kernel ``g *= f'(a)``;
+- optimizer: one kernel per parameter updating p (and its momentum or
+  moments) in a single pass.
+
+The kernels are the same maths as :mod:`nnxp.activations` and
+:mod:`nnxp.optim`, written as CUDA C expressions; ``tests/test_ops.py``
+checks on a GPU that this path and the generic one give the same numbers,
+and ``tests/test_cupy_kernels.py`` compiles every kernel body with ``nvcc``
+where it is installed, so a typo cannot wait for a GPU to show up.
+
+Not yet run on a GPU (no GPU was available where it was written): it is
+opt-in, with ``NNXP_CUPY_FUSED=1``; CuPy otherwise runs the generic path.
+``scripts/gpu_check.sh`` runs its tests and benchmark on a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any, Callable, Hashable, NamedTuple
+
+from .activations import Activation
+from .ops import ArrayAPIOps
+
+__all__ = ["CuPyOps", "fused_enabled", "KERNELS"]
+
+
+class KernelSpec(NamedTuple):
+    """An elementwise kernel as ``cupy.ElementwiseKernel`` takes it."""
+
+    in_params: str
+    out_params: str
+    operation: str
+
+
+# Forward: a = f(z + b), in place on the GEMM output z; b broadcasts over rows.
+# The sigmoid takes e = exp(-|v|) so neither branch can overflow.
+_FORWARD = {
+    "relu": KernelSpec("T b", "T z", "T v = z + b; z = v > (T)0 ? v : (T)0"),
+    "leaky_relu": KernelSpec("T b, float64 alpha", "T z", "T v = z + b; z = v > (T)0 ? v : (T)(alpha * v)"),
+    "sigmoid": KernelSpec("T b", "T z",
+                          "T v = z + b; T e = exp(-fabs(v)); z = v >= (T)0 ? (T)1 / ((T)1 + e) : e / ((T)1 + e)"),
+    "tanh": KernelSpec("T b", "T z", "z = tanh(z + b)"),
+    "identity": KernelSpec("T b", "T z", "z = z + b"),
+}
+
+# Backward: g <- g * f'(z), with f' written from the output a (see nnxp.activations).
+_BACKWARD = {
+    "relu": KernelSpec("T a", "T g", "g = a > (T)0 ? g : (T)0"),
+    "leaky_relu": KernelSpec("T a, float64 alpha", "T g", "g = a > (T)0 ? g : (T)(alpha * g)"),
+    "sigmoid": KernelSpec("T a", "T g", "g = g * a * ((T)1 - a)"),
+    "tanh": KernelSpec("T a", "T g", "g = g * ((T)1 - a * a)"),
+}
+
+# Optimizers (nnxp.optim's formulas; wd is L2 added to g, decay the AdamW factor).
+_UPDATES = {
+    "sgd": KernelSpec("T g, float64 lr, float64 wd", "T p",
+                      "T grad = g + (T)wd * p; p = p - (T)lr * grad"),
+    "momentum": KernelSpec(
+        "T g, float64 lr, float64 wd, float64 mu, bool nesterov", "T p, T v",
+        "T grad = g + (T)wd * p; v = (T)mu * v + grad; "
+        "p = p - (T)lr * (nesterov ? grad + (T)mu * v : v)"),
+    "adam": KernelSpec(
+        "T g, float64 step, float64 b1, float64 b2, float64 eps, float64 inv_sqrt_bc2, "
+        "float64 wd, float64 decay", "T p, T m, T v",
+        "p = p * (T)decay; T grad = g + (T)wd * p; "
+        "m = (T)b1 * m + (T)(1.0 - b1) * grad; v = (T)b2 * v + (T)(1.0 - b2) * grad * grad; "
+        "p = p - (T)step * m / (sqrt(v) * (T)inv_sqrt_bc2 + (T)eps)"),
+}
+
+#: Every kernel by name, for the nvcc syntax test.
+KERNELS: dict[str, KernelSpec] = {
+    **{f"nnxp_forward_{k}": v for k, v in _FORWARD.items()},
+    **{f"nnxp_backward_{k}": v for k, v in _BACKWARD.items()},
+    **{f"nnxp_update_{k}": v for k, v in _UPDATES.items()},
+}
+
+
+def fused_enabled() -> bool:
+    return os.environ.get("NNXP_CUPY_FUSED", "0") == "1"
+
+
+@lru_cache(maxsize=None)
+def _kernel(name: str) -> Any:
+    import cupy
+
+    spec = KERNELS[name]
+    return cupy.ElementwiseKernel(spec.in_params, spec.out_params, spec.operation, name)
+
+
+class CuPyOps(ArrayAPIOps):
+    """CuPy: GEMMs into reused buffers, fused bias+activation and update kernels."""
+
+    name = "cupy"
+
+    def __init__(self) -> None:
+        import cupy
+
+        self._cp = cupy
+        self._buffers: dict[Hashable, Any] = {}
+
+    def buffer(self, key: Hashable, shape: tuple[int, ...], dtype: Any) -> Any:
+        buf = self._buffers.get(key)
+        if buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0]:
+            buf = self._cp.empty(shape, dtype=dtype)
+            self._buffers[key] = buf
+        return buf[: shape[0]] if buf.shape[0] != shape[0] else buf
+
+    def _gemm(self, a: Any, b: Any, key: Hashable) -> Any:
+        out = self.buffer(key, (a.shape[0], b.shape[1]), a.dtype)
+        return self._cp.matmul(a, b, out=out)
+
+    def linear(self, x, w, b, key):
+        z = self._gemm(x, w.T, key)
+        z += b
+        return z
+
+    def linear_activate(self, x, w, b, act, key):
+        spec_name = f"nnxp_forward_{act.name}"
+        if spec_name not in KERNELS:
+            return super().linear_activate(x, w, b, act, key)
+        z = self._gemm(x, w.T, key)
+        args = (b, act.alpha) if act.name == "leaky_relu" else (b,)
+        _kernel(spec_name)(*args, z)
+        return z
+
+    def activation_backward(self, act: Activation, a, g):
+        spec_name = f"nnxp_backward_{act.name}"
+        if act.name == "identity":
+            return g
+        if spec_name not in KERNELS:
+            return act.backward(a, g)
+        args = (a, act.alpha) if act.name == "leaky_relu" else (a,)
+        _kernel(spec_name)(*args, g)
+        return g
+
+    def weight_grad(self, delta, a_prev, key):
+        return self._gemm(delta.T, a_prev, key)
+
+    def bias_grad(self, delta, key):
+        out = self.buffer(key, (delta.shape[1],), delta.dtype)
+        return self._cp.sum(delta, axis=0, out=out)
+
+    def input_grad(self, delta, w, key):
+        return self._gemm(delta, w, key)
+
+    def take_rows(self, x, index, key):
+        out = self.buffer(key, (index.shape[0],) + tuple(x.shape[1:]), x.dtype)
+        return self._cp.take(x, index, axis=0, out=out)
+
+    def optimizer_update(self, optimizer: Any) -> Callable[[Any, Any, dict[str, Any]], None] | None:
+        """A fused per-parameter update for ``optimizer``, or None to use its own."""
+        name = optimizer.name
+        if name == "sgd" and not optimizer.momentum:
+            kernel = _kernel("nnxp_update_sgd")
+            return lambda p, g, state: kernel(g, optimizer.lr, optimizer.weight_decay, p)
+        if name == "sgd":
+            kernel = _kernel("nnxp_update_momentum")
+            return lambda p, g, state: kernel(g, optimizer.lr, optimizer.weight_decay, optimizer.momentum,
+                                              optimizer.nesterov, p, state["velocity"])
+        if name in ("adam", "adamw"):
+            kernel = _kernel("nnxp_update_adam")
+
+            def adam(p, g, state):
+                wd = 0.0 if optimizer.decoupled else optimizer.weight_decay
+                decay = 1.0 - optimizer.lr * optimizer.weight_decay if optimizer.decoupled else 1.0
+                kernel(g, optimizer._step_size, optimizer.beta1, optimizer.beta2, optimizer.eps,
+                       optimizer._inv_sqrt_bc2, wd, decay, p, state["m"], state["v"])
+
+            return adam
+        return None
