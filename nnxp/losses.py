@@ -52,6 +52,11 @@ class Loss:
         """dC/dz for the output layer, shape (B, K)."""
         raise NotImplementedError
 
+    def forward(self, output: Activation, z: Any, y: Any) -> tuple[Any, Any, Any]:
+        """(a = output(z), batch cost, dC/dz) in one go, for a training step."""
+        a = output.forward(z)
+        return a, self.value(output, z, a, y), self.delta(output, z, a, y)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -100,6 +105,19 @@ class CrossEntropy(Loss):
 
     def delta(self, output, z, a, y):
         return (a - y) * (1.0 / a.shape[0])
+
+    def forward(self, output, z, y):
+        if output.name != "softmax":
+            return super().forward(output, z, y)
+        # softmax and its log from one shift, exp and sum: a = e / s, log a = shifted - log s.
+        xp = array_namespace(z, y)
+        shifted = z - xp.max(z, axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        s = xp.sum(e, axis=1, keepdims=True)
+        a = e / s
+        scale = 1.0 / z.shape[0]
+        cost = -xp.sum(y * (shifted - xp.log(s))) * scale
+        return a, cost, (a - y) * scale
 
 
 LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (SquaredError, CrossEntropy)}

@@ -25,7 +25,7 @@ from array_api_compat import array_namespace
 from array_api_compat import device as array_device
 
 from .activations import Activation, get_activation
-from .backend import Backend, get_backend, to_numpy
+from .backend import get_backend, to_numpy
 from .errors import ConfigError, DataError, ShapeError
 from .init import initial_parameters, resolve_init
 from .losses import Loss, get_loss
@@ -232,11 +232,12 @@ class Network:
         """Predicted class per sample: argmax of the outputs, or output >= 0.5 for one output."""
         return _predicted_labels(self.predict(x, batch_size))
 
-    def _forward(self, x: Any, ops: ArrayAPIOps) -> tuple[Any, Any, list[Any]]:
+    def _forward(self, x: Any, ops: ArrayAPIOps, output: bool = True) -> tuple[Any, Any, list[Any]]:
         """(z_L, a_L, [a_0, ..., a_{L-1}]): what backprop needs, layer by layer.
 
         Hidden layers may compute a = f(z) in place (fast ops), so only each
-        layer's output is kept; the output layer keeps z_L for the loss.
+        layer's output is kept; the output layer keeps z_L for the loss.  With
+        ``output=False`` a_L is left to the loss (returned as None).
         """
         acts = [x]
         a = x
@@ -245,7 +246,7 @@ class Network:
             acts.append(a)
         last = self.layers[-1]
         z = ops.linear(a, last.weight, last.bias, ("z", len(self.layers) - 1))
-        return z, last.activation.forward(z), acts
+        return z, (last.activation.forward(z) if output else None), acts
 
     # -- training maths ------------------------------------------------------------
     def gradients(self, x: Any, y: Any) -> list[tuple[Any, Any]]:
@@ -263,9 +264,8 @@ class Network:
 
     def _backprop(self, x: Any, y: Any, ops: ArrayAPIOps) -> tuple[Any, list[tuple[Any, Any]], Any]:
         """(batch cost as a 0-d device array, [(dW_l, db_l)], outputs a_L)."""
-        z, a, acts = self._forward(x, ops)
-        cost = self.loss.value(self.output, z, a, y)
-        delta = self.loss.delta(self.output, z, a, y)  # dC/dz_L
+        z, _, acts = self._forward(x, ops, output=False)
+        a, cost, delta = self.loss.forward(self.output, z, y)  # a_L, C, dC/dz_L
         grads: list[tuple[Any, Any]] = []
         for l in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[l]
@@ -412,9 +412,10 @@ def _check_numeric(x: Any, name: str) -> None:
 
 def _check_finite(x: Any, name: str) -> None:
     xp = array_namespace(x)
-    bad = int(xp.sum(xp.astype(~xp.isfinite(x), xp.int32)))  # one read, at the API boundary
-    if bad:
-        raise ShapeError(f"{name} has {bad} NaN or infinite value(s): clean or drop those samples")
+    if bool(xp.all(xp.isfinite(x))):  # one read, at the API boundary
+        return
+    bad = int(xp.sum(xp.astype(~xp.isfinite(x), xp.int32)))
+    raise ShapeError(f"{name} has {bad} NaN or infinite value(s): clean or drop those samples")
 
 
 def _check_sizes(sizes: Sequence[int]) -> list[int]:

@@ -106,12 +106,17 @@ class NumPyOps(ArrayAPIOps):
         return act.forward(z)
 
     def activation_backward(self, act, a, g):
+        # Masked writes (np.copyto/np.multiply with where=, np.where) are ~10x slower
+        # in NumPy than multiplying by a 0/1 (or alpha/1) factor, so multiply.  (A NaN
+        # in g then stays NaN where the generic path writes 0; training has diverged then.)
         name = act.name
         if name == "relu":
-            np.copyto(g, 0.0, where=a <= 0)
-            return g
+            return np.multiply(g, a > 0, out=g)
         if name == "leaky_relu":
-            return np.multiply(g, act.alpha, out=g, where=a <= 0)
+            factor = self.buffer(("leaky_factor",), g.shape, g.dtype)
+            np.sign(a, out=factor)                     # -1, 0 or 1
+            np.maximum(factor, act.alpha, out=factor)  # alpha where a <= 0, else 1
+            return np.multiply(g, factor, out=g)
         if name == "tanh":
             g *= 1.0 - a * a
             return g
@@ -127,8 +132,17 @@ class NumPyOps(ArrayAPIOps):
         return np.matmul(delta.T, a_prev, out=out)
 
     def bias_grad(self, delta, key):
+        # ones^T delta: BLAS sums the columns about 3x faster than np.sum(axis=0).
         out = self.buffer(key, (delta.shape[1],), delta.dtype)
-        return np.sum(delta, axis=0, out=out)
+        ones = self._ones(delta.shape[0], delta.dtype)
+        return np.matmul(ones, delta, out=out)
+
+    def _ones(self, n: int, dtype: Any) -> np.ndarray:
+        ones = self._buffers.get(("ones", dtype))
+        if ones is None or ones.shape[0] < n:
+            ones = np.ones(n, dtype=dtype)
+            self._buffers[("ones", dtype)] = ones
+        return ones[:n]
 
     def input_grad(self, delta, w, key):
         out = self.buffer(key, (delta.shape[0], w.shape[1]), delta.dtype)
@@ -137,6 +151,54 @@ class NumPyOps(ArrayAPIOps):
     def take_rows(self, x, index, key):
         out = self.buffer(key, (index.shape[0],) + tuple(x.shape[1:]), x.dtype)
         return np.take(x, index, axis=0, out=out)
+
+    def optimizer_update(self, optimizer):
+        """In-place updates that reuse the gradient buffer as scratch (no temporaries).
+
+        Only for the training loop, whose gradients are this object's own buffers.
+        """
+        update = _NUMPY_UPDATES.get(optimizer.name)
+        return (lambda p, g, state: update(optimizer, p, g, state)) if update else None
+
+
+def _sgd_update(opt, p, g, state):
+    if opt.weight_decay:
+        g += opt.weight_decay * p
+    if opt.momentum:
+        v = state["velocity"]
+        v *= opt.momentum
+        v += g                                   # v = mu v + g
+        if opt.nesterov:
+            g += opt.momentum * v                # g + mu v
+        else:
+            np.copyto(g, v)
+    g *= -opt.lr
+    p += g
+
+
+def _adam_update(opt, p, g, state):
+    if opt.weight_decay:
+        if opt.decoupled:
+            p *= 1.0 - opt.lr * opt.weight_decay
+        else:
+            g += opt.weight_decay * p
+    m, v = state["m"], state["v"]
+    m *= opt.beta1
+    v *= opt.beta2
+    g *= 1.0 - opt.beta1                         # g <- (1 - b1) g
+    m += g                                       # m = b1 m + (1 - b1) g
+    g *= g
+    g *= (1.0 - opt.beta2) / (1.0 - opt.beta1) ** 2
+    v += g                                       # v = b2 v + (1 - b2) g^2
+    np.sqrt(v, out=g)
+    g *= opt._inv_sqrt_bc2
+    g += opt.eps                                 # sqrt(v_hat) + eps
+    np.divide(m, g, out=g)
+    g *= -opt._step_size
+    p += g
+
+
+_NUMPY_UPDATES = {"sgd": _sgd_update, "adam": _adam_update, "adamw": _adam_update}
 
 
 def ops_for(backend: Backend, fast: bool = True) -> ArrayAPIOps:

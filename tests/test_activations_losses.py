@@ -124,3 +124,18 @@ def test_binary_cross_entropy_closed_form(backend):
 def test_unknown_loss_names_choices():
     with pytest.raises(nnxp.ConfigError, match="choose one of squared_error, cross_entropy"):
         nnxp.get_loss("mse")
+
+
+@pytest.mark.parametrize("loss,output", [("cross_entropy", "softmax"), ("cross_entropy", "sigmoid"),
+                                         ("squared_error", "softmax"), ("squared_error", "tanh")])
+def test_fused_forward_equals_separate_steps(backend, dtype_name, loss, output):
+    dtype = backend.dtype(dtype_name)
+    rng = np.random.default_rng(2)
+    z = backend.asarray(rng.normal(scale=3.0, size=(6, 4)), dtype)
+    y = backend.asarray(np.eye(4)[rng.integers(0, 4, 6)], dtype)
+    act, cost_fn = get_activation(output), nnxp.get_loss(loss)
+    a, cost, delta = cost_fn.forward(act, z, y)
+    a_ref = act.forward(z)
+    for got, want in [(a, a_ref), (cost, cost_fn.value(act, z, a_ref, y)), (delta, cost_fn.delta(act, z, a_ref, y))]:
+        assert_on(backend, got, dtype_name)
+        np.testing.assert_allclose(host(got), host(want), rtol=RTOL[dtype_name], atol=1e-7)

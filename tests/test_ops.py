@@ -56,7 +56,18 @@ def test_fast_take_rows_equals_generic(backend):
     np.testing.assert_array_equal(host(ops.take_rows(x, index, "k")), host(ArrayAPIOps().take_rows(x, index, "k")))
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
+OPTIMIZERS = {
+    "sgd": lambda: nnxp.SGD(lr=0.05),
+    "sgd-wd": lambda: nnxp.SGD(lr=0.05, weight_decay=0.01),
+    "momentum": lambda: nnxp.SGD(lr=0.05, momentum=0.9),
+    "nesterov-wd": lambda: nnxp.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "adam": lambda: nnxp.Adam(lr=0.01),
+    "adam-wd": lambda: nnxp.Adam(lr=0.01, weight_decay=0.01),
+    "adamw": lambda: nnxp.AdamW(lr=0.01, weight_decay=0.1),
+}
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 def test_fast_training_equals_generic(backend, optimizer, monkeypatch):
     monkeypatch.setenv("NNXP_CUPY_FUSED", "1")
     fast_ops(backend)
@@ -65,7 +76,7 @@ def test_fast_training_equals_generic(backend, optimizer, monkeypatch):
     nets = []
     for fast in (False, True):
         net = nnxp.Network([8, 16, 3], hidden="leaky_relu", seed=4, device=backend)
-        net.fit(x, y, epochs=2, batch_size=16, optimizer=optimizer, lr=0.05, verbose=0, fast=fast)
+        net.fit(x, y, epochs=2, batch_size=16, optimizer=OPTIMIZERS[optimizer](), verbose=0, fast=fast)
         nets.append(net)
     for (w0, b0), (w1, b1) in zip(nets[0].get_weights(), nets[1].get_weights()):
         np.testing.assert_allclose(w1, w0, rtol=1e-5, atol=1e-6)
