@@ -91,6 +91,8 @@ def read_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[st
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
         header_len = int.from_bytes(data[:8], "little")
+        if len(data) < 8 or not data[8:9] == b"{" or header_len > len(data) - 8:
+            raise ValueError("not a safetensors file")
         header = json.loads(data[8:8 + header_len])
         raw = header.get("__metadata__") or {}
         if raw.get("format") != FORMAT:

@@ -72,3 +72,20 @@ def host(x) -> np.ndarray:
 
 # Tolerances for comparing with float64 references.
 RTOL = {"float64": 1e-9, "float32": 2e-5}
+
+
+def run_cli(capsys, *argv):
+    """Run ``nnxp`` in-process: (exit code, stdout, stderr)."""
+    from nnxp.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    """The single ``nnxp: error: ...`` (or ``nnxp: ...``) line a failed command printed."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one error line, got:\n{err}"
+    assert lines[0].startswith("nnxp"), lines[0]
+    return lines[0]
