@@ -62,6 +62,7 @@ class Optimizer:
         self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
         self.t = 0  # steps taken
         self.state: dict[str, list[Any]] = {}
+        self._checked: list[Any] = []  # the parameters the state was last checked against
 
     def step(self, params: Sequence[Any], grads: Sequence[Any],
              update: Callable[[Any, Any, dict[str, Any]], None] | None = None) -> None:
@@ -69,9 +70,13 @@ class Optimizer:
         rule with a backend's fused kernel computing the same formula."""
         if len(params) != len(grads):
             raise ConfigError(f"{len(params)} parameters but {len(grads)} gradients")
-        if not self._state_fits(params):
-            self.state = {name: [array_namespace(p).zeros_like(p) for p in params]
-                          for name in self.buffers}
+        if len(params) != len(self._checked) or any(p is not q for p, q in zip(params, self._checked)):
+            # new or moved parameters: check (and if need be make) the state, once
+            if not self._state_fits(params):
+                self.state = {name: [array_namespace(p).zeros_like(p) for p in params]
+                              for name in self.buffers}
+                self.t = 0
+            self._checked = list(params)
         self.t += 1
         update = update or self._update
         for i, (p, g) in enumerate(zip(params, grads)):
@@ -108,11 +113,13 @@ class Optimizer:
                     raise ConfigError(f"optimizer state {name}.{i} is missing") from None
                 bufs.append(backend_of(p).asarray(host, p.dtype, copy=True))
             self.state[name] = bufs
+        self._checked = []
 
     def reset(self) -> None:
         """Forget the step count and all state."""
         self.t = 0
         self.state = {}
+        self._checked = []
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "lr": self.initial_lr, "weight_decay": self.weight_decay}

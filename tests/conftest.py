@@ -70,6 +70,20 @@ def host(x) -> np.ndarray:
     return nnxp.to_numpy(x)
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Skipped tests counted by reason: one line per reason, not one per test."""
+    from collections import Counter
+
+    reasons = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    if reasons:
+        terminalreporter.section("skipped, by reason")
+        for reason, count in reasons.most_common():
+            terminalreporter.line(f"{count:5d}  {reason}")
+
+
 # Tolerances for comparing with float64 references.
 RTOL = {"float64": 1e-9, "float32": 2e-5}
 
