@@ -5,7 +5,7 @@ it times ONE training step (forward, loss gradient, backward, optimizer update;
 float32; ReLU hidden layers, softmax + cross-entropy output) of:
 
 ``nnxp-sgd`` / ``nnxp-adam``
-    ``net.train_step(x, y, optimizer, ops)`` with ``ops = ops_for(net.backend)``
+    ``net.train_step(x, y, optimizer, ops)`` with ``ops = ops_for(net.backend, optimizer=optimizer)``
     (the fast path), SGD lr 0.01 / Adam lr 0.001, data already on the device.
 ``numpy-ref`` (``cupy-ref`` on a GPU)
     :class:`ReferenceMLP`: the step as a competent person writes it with plain
@@ -211,7 +211,7 @@ class NnxpStep(_Contender):
         self.optimizer = SGD(lr=SGD_LR) if optimizer == "sgd" else Adam(lr=ADAM_LR)
         self.ops_note = ""
         try:
-            self.ops = ops_for(self.net.backend)
+            self.ops = ops_for(self.net.backend, optimizer=self.optimizer)
         except ImportError as exc:  # a fast path that is not importable: say so, use the generic one
             self.ops = ops_for(self.net.backend, fast=False)
             self.ops_note = f"fast path unavailable ({exc}); generic ops used"

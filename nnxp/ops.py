@@ -18,11 +18,13 @@ The test-suite checks that both paths give the same numbers.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, NamedTuple
 
 import numpy as np
 from array_api_compat import array_namespace
 
+from ._blas import available as blas_available
+from ._blas import gemm_tn_into
 from .activations import Activation
 from .backend import Backend
 
@@ -71,13 +73,35 @@ class ArrayAPIOps:
         return None
 
 
+class WeightGradient(NamedTuple):
+    """dC/dW = delta^T a_prev, not yet multiplied out.
+
+    With plain SGD (or heavy-ball momentum) :class:`NumPyOps` hands this to the
+    update, which computes the product and the update in one BLAS call
+    (:func:`nnxp._blas.gemm_tn_into`).  ``delta`` and ``a_prev`` are the step's
+    own buffers, valid until the update has run.
+    """
+
+    delta: np.ndarray
+    a_prev: np.ndarray
+
+    def materialise(self) -> np.ndarray:
+        return self.delta.T @ self.a_prev
+
+
 class NumPyOps(ArrayAPIOps):
-    """The same maths for NumPy, into reused buffers and in place."""
+    """The same maths for NumPy, into reused buffers and in place.
+
+    ``fold_sgd=True`` (for :func:`ops_for` with an SGD optimizer and NumPy's
+    own OpenBLAS available) returns weight gradients as :class:`WeightGradient`
+    for the SGD update to fold into one GEMM.
+    """
 
     name = "numpy"
 
-    def __init__(self) -> None:
+    def __init__(self, fold_sgd: bool = False) -> None:
         self._buffers: dict[Hashable, np.ndarray] = {}
+        self.fold_sgd = fold_sgd
 
     def buffer(self, key: Hashable, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """A reusable (uninitialised) array; a smaller batch gets a leading slice."""
@@ -128,6 +152,8 @@ class NumPyOps(ArrayAPIOps):
         return act.backward(a, g)
 
     def weight_grad(self, delta, a_prev, key):
+        if self.fold_sgd:
+            return WeightGradient(delta, a_prev)
         out = self.buffer(key, (delta.shape[1], a_prev.shape[1]), delta.dtype)
         return np.matmul(delta.T, a_prev, out=out)
 
@@ -162,6 +188,9 @@ class NumPyOps(ArrayAPIOps):
 
 
 def _sgd_update(opt, p, g, state):
+    if isinstance(g, WeightGradient):
+        _folded_sgd_update(opt, p, g, state)
+        return
     if opt.weight_decay:
         g += opt.weight_decay * p
     if opt.momentum:
@@ -176,7 +205,22 @@ def _sgd_update(opt, p, g, state):
     p += g
 
 
+def _folded_sgd_update(opt, p, g: WeightGradient, state):
+    """The SGD formulas with the weight gradient's product done by the update's GEMM."""
+    if opt.momentum:  # v <- mu v + (dW + wd p);  p <- p - lr v   (heavy ball, not Nesterov)
+        v = state["velocity"]
+        v *= opt.momentum
+        if opt.weight_decay:
+            v += opt.weight_decay * p
+        gemm_tn_into(v, g.delta, g.a_prev, alpha=1.0, beta=1.0)
+        p -= opt.lr * v
+    else:  # p <- p - lr (dW + wd p) = (1 - lr wd) p - lr dW
+        gemm_tn_into(p, g.delta, g.a_prev, alpha=-opt.lr, beta=1.0 - opt.lr * opt.weight_decay)
+
+
 def _adam_update(opt, p, g, state):
+    if isinstance(g, WeightGradient):  # only SGD folds; be correct anyway
+        g = g.materialise()
     if opt.weight_decay:
         if opt.decoupled:
             p *= 1.0 - opt.lr * opt.weight_decay
@@ -201,10 +245,16 @@ def _adam_update(opt, p, g, state):
 _NUMPY_UPDATES = {"sgd": _sgd_update, "adam": _adam_update, "adamw": _adam_update}
 
 
-def ops_for(backend: Backend, fast: bool = True) -> ArrayAPIOps:
-    """The fastest correct ops for ``backend`` (the generic ones if ``fast`` is False)."""
+def ops_for(backend: Backend, fast: bool = True, optimizer: Any = None) -> ArrayAPIOps:
+    """The fastest correct ops for ``backend`` (the generic ones if ``fast`` is False).
+
+    Given the ``optimizer`` the training loop will use, the ops may fold its
+    update into the gradient computation (NumPy with SGD).
+    """
     if fast and backend.name == "numpy":
-        return NumPyOps()
+        fold = (optimizer is not None and optimizer.name == "sgd" and not optimizer.nesterov
+                and blas_available())
+        return NumPyOps(fold_sgd=fold)
     if fast and backend.name == "cupy":
         from ._cupy_ops import CuPyOps, fused_enabled
 

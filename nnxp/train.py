@@ -129,7 +129,7 @@ def fit(
 
     backend = net.backend
     xp = backend.xp
-    ops = ops_for(backend, fast=fast)
+    ops = ops_for(backend, fast=fast, optimizer=optimizer)
     index_dtype = xp.int64 if backend.supports("int64") else xp.int32
     steps = math.ceil(n / batch_size)
     for epoch in range(initial_epoch, epochs):

@@ -81,3 +81,33 @@ def test_fast_training_equals_generic(backend, optimizer, monkeypatch):
     for (w0, b0), (w1, b1) in zip(nets[0].get_weights(), nets[1].get_weights()):
         np.testing.assert_allclose(w1, w0, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(b1, b0, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_gemm_update_into_equals_numpy(dtype, contiguous):
+    from nnxp._blas import gemm_tn_into
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(7, 5)).astype(dtype)
+    b = rng.normal(size=(7, 9)).astype(dtype) if contiguous else rng.normal(size=(9, 7)).astype(dtype).T
+    c = rng.normal(size=(5, 9)).astype(dtype)
+    want = 0.75 * c - 0.1 * (a.astype(np.float64).T @ b.astype(np.float64))
+    gemm_tn_into(c, a, b, alpha=-0.1, beta=0.75)
+    np.testing.assert_allclose(c, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_sgd_is_folded_into_the_gemm_where_numpy_has_its_blas():
+    from nnxp import _blas
+    from nnxp.ops import NumPyOps, WeightGradient
+
+    cpu = nnxp.get_backend("cpu")
+    ops = ops_for(cpu, optimizer=nnxp.SGD(lr=0.1))
+    assert isinstance(ops, NumPyOps) and ops.fold_sgd == _blas.available()
+    assert not ops_for(cpu, optimizer=nnxp.Adam()).fold_sgd
+    assert not ops_for(cpu, optimizer=nnxp.SGD(lr=0.1, momentum=0.9, nesterov=True)).fold_sgd
+    folded = NumPyOps(fold_sgd=True)
+    delta, a_prev = np.ones((3, 2), np.float32), np.ones((3, 4), np.float32)
+    grad = folded.weight_grad(delta, a_prev, "k")
+    assert isinstance(grad, WeightGradient)
+    np.testing.assert_array_equal(grad.materialise(), np.full((2, 4), 3.0))
