@@ -265,7 +265,7 @@ class Network:
     def _backprop(self, x: Any, y: Any, ops: ArrayAPIOps) -> tuple[Any, list[tuple[Any, Any]], Any]:
         """(batch cost as a 0-d device array, [(dW_l, db_l)], outputs a_L)."""
         z, _, acts = self._forward(x, ops, output=False)
-        a, cost, delta = self.loss.forward(self.output, z, y)  # a_L, C, dC/dz_L
+        a, cost, delta = ops.loss_forward(self.loss, self.output, z, y)  # a_L, C, dC/dz_L
         grads: list[tuple[Any, Any]] = []
         for l in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[l]

@@ -72,6 +72,10 @@ class ArrayAPIOps:
         """A fused in-place update ``f(p, g, state)`` for ``optimizer``, or None for its own."""
         return None
 
+    def loss_forward(self, loss: Any, output: Activation, z: Any, y: Any) -> tuple[Any, Any, Any]:
+        """(a_L, batch cost, dC/dz_L) for the output layer (see ``Loss.forward``)."""
+        return loss.forward(output, z, y)
+
 
 class WeightGradient(NamedTuple):
     """dC/dW = delta^T a_prev, not yet multiplied out.
@@ -177,6 +181,21 @@ class NumPyOps(ArrayAPIOps):
     def take_rows(self, x, index, key):
         out = self.buffer(key, (index.shape[0],) + tuple(x.shape[1:]), x.dtype)
         return np.take(x, index, axis=0, out=out)
+
+    def loss_forward(self, loss, output, z, y):
+        if loss.name != "cross_entropy" or output.name != "softmax":
+            return loss.forward(output, z, y)
+        # CrossEntropy.forward for softmax, in plain NumPy calls: on a (B, 10) output
+        # the Array-API wrappers' overhead is most of the cost.
+        shifted = z - z.max(axis=1, keepdims=True)
+        e = np.exp(shifted)
+        s = e.sum(axis=1, keepdims=True)
+        a = e / s
+        scale = 1.0 / z.shape[0]
+        cost = np.asarray(-np.vdot(y, shifted - np.log(s)) * scale)
+        delta = a - y
+        delta *= scale
+        return a, cost, delta
 
     def optimizer_update(self, optimizer):
         """In-place updates that reuse the gradient buffer as scratch (no temporaries).
