@@ -131,7 +131,37 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
 def load_data(args: argparse.Namespace):
     from .data import load_dataset
 
-    return load_dataset(args.dataset, args.data_dir, download=args.download)
+    progress = _DownloadProgress(args.dataset) if args.download else None
+    try:
+        return load_dataset(args.dataset, args.data_dir, download=args.download, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+class _DownloadProgress:
+    """Says that a download started, and shows a byte count bar per file on a terminal."""
+
+    def __init__(self, dataset: str):
+        self.dataset, self.bar, self.started = dataset, None, False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.started:
+            self.started = True
+            print(f"nnxp: downloading {self.dataset} (each file's SHA-256 is checked)", file=sys.stderr)
+        if not sys.stderr.isatty():
+            return
+        if self.bar is None or done < self.bar.n:  # a new file (or the next mirror)
+            from tqdm import tqdm
+
+            self.close()
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, leave=False, file=sys.stderr)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 # -- train -----------------------------------------------------------------------------------------

@@ -189,6 +189,7 @@ def load_dataset(
     *,
     download: bool = False,
     cache_dir: PathLike | None = None,
+    progress=None,
 ) -> Dataset:
     """Load ``"bundled"``, ``"mnist"`` or ``"fashion-mnist"`` as a :class:`Dataset`.
 
@@ -201,6 +202,7 @@ def load_dataset(
     ``data_dir`` if given, else into the cache) from the mirrors in
     :mod:`nnxp.data.download`, verifying their SHA-256. Files that are found
     are used as they are, without a network access or hash check.
+    ``progress(bytes_done, bytes_total)`` is passed to the downloader.
 
     ``"bundled"`` is the 5,000-digit MNIST subset shipped inside nnxp (4,000
     train, 1,000 test); it ignores the other arguments and never downloads.
@@ -231,7 +233,7 @@ def load_dataset(
     dest = data_path if data_path is not None else dirs[0]
     if not download:
         raise DataError(_not_found_message(key, dirs, partial, data_path, dest))
-    _download_files(key, dest)
+    _download_files(key, dest, progress=progress)
     files = {field: dest / (canonical + ".gz") for field, canonical, _ in _PARTS}
     return _load_files(key, files, str(dest))
 
