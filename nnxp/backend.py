@@ -16,6 +16,7 @@ NumPy is imported here only to move data between the host and the device.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from dataclasses import dataclass
 from typing import Any
@@ -113,6 +114,17 @@ class Backend:
     def to_numpy(self, x: Any) -> np.ndarray:
         """Copy ``x`` to a NumPy array on the host (a synchronising transfer)."""
         return to_numpy(x)
+
+    def context(self) -> Any:
+        """A ``with`` block in which this device is the current one.
+
+        CuPy launches kernels and allocates on its *current* GPU, not on the
+        GPU of the arrays; for ``cuda:N`` with N > 0 work must run inside this.
+        Other libraries follow their arrays' device, so this does nothing there.
+        """
+        if self.name == "cupy":
+            return self.device  # cupy.cuda.Device is a context manager
+        return contextlib.nullcontext()
 
     def synchronize(self) -> None:
         """Wait for queued device work (for timing); a no-op on the CPU."""

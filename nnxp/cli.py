@@ -192,7 +192,7 @@ def _add_train(commands: Any) -> None:
     p.add_argument("--weight-decay", type=nonnegative_float, default=0.0, help="(default: 0)")
     p.add_argument("--epochs", type=positive_int, default=20, help="(default: 20)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="(default: 32)")
-    p.add_argument("--seed", type=int, default=0, help="seeds weights and shuffles (default: 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seeds weights and shuffles (default: 0)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="(default: float32)")
     saving = p.add_mutually_exclusive_group()
     saving.add_argument("--save", type=Path, metavar="PATH",
@@ -200,7 +200,9 @@ def _add_train(commands: Any) -> None:
                              "(default: nnxp-<dataset>.safetensors)")
     saving.add_argument("--no-save", action="store_true", help="write no model file")
     p.add_argument("--resume", type=Path, metavar="PATH",
-                   help="continue the run saved in this checkpoint, up to --epochs in total")
+                   help="continue the run saved in this checkpoint, up to --epochs in total; the "
+                        "network, optimizer, batch size, seed and schedule come from the checkpoint, "
+                        "--lr (if given), --device, --save and --metrics from this command")
     p.add_argument("--metrics", type=Path, metavar="PATH",
                    help="write one JSON line per epoch to this file")
     p.add_argument("--tf32", action="store_true",
@@ -238,6 +240,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     save_path = None if args.no_save else (args.save or args.resume or Path(f"nnxp-{args.dataset}.safetensors"))
     for path in (save_path, args.metrics):
         check_writable(path)
+    if save_path is not None and args.metrics is not None and save_path.resolve() == args.metrics.resolve():
+        raise ConfigError(f"--metrics and the model file are both {save_path}: give them different paths")
 
     data = load_data(args)
     x_train, x_test = image_inputs(data.train_images), image_inputs(data.test_images)

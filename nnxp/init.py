@@ -20,7 +20,7 @@ import numpy as np
 from .activations import Activation
 from .errors import ConfigError
 
-__all__ = ["initial_parameters", "INITS"]
+__all__ = ["initial_parameters", "check_seed", "INITS"]
 
 INITS = ("auto", "uniform", "xavier", "he")
 _ALIASES = {"glorot": "xavier", "kaiming": "he", "seed": "uniform"}
@@ -39,6 +39,17 @@ def initial_parameters(
         r = math.sqrt(6.0 / (fan_in + fan_out))
         return rng.uniform(-r, r, (fan_out, fan_in)), np.zeros(fan_out)
     return rng.normal(0.0, math.sqrt(2.0 / fan_in), (fan_out, fan_in)), np.zeros(fan_out)
+
+
+def check_seed(seed: object) -> int | None:
+    """A seed for ``numpy.random.default_rng``: None or a whole number >= 0."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int,)) and not hasattr(seed, "__index__"):
+        raise ConfigError(f"seed must be a whole number >= 0 (or None), got {seed!r}")
+    if int(seed) < 0:
+        raise ConfigError(f"seed must be a whole number >= 0, got {seed}")
+    return int(seed)
 
 
 def resolve_init(scheme: str) -> str:

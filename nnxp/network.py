@@ -27,7 +27,7 @@ from array_api_compat import device as array_device
 from .activations import Activation, get_activation
 from .backend import get_backend, to_numpy
 from .errors import ConfigError, DataError, ShapeError
-from .init import initial_parameters, resolve_init
+from .init import check_seed, initial_parameters, resolve_init
 from .losses import Loss, get_loss
 from .ops import ArrayAPIOps
 
@@ -114,7 +114,7 @@ class Network:
         self.loss = _resolve_loss(loss, activations[-1])
 
         init = resolve_init(init)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         self.layers: list[Dense] = []
         for n_in, n_out, act in zip(sizes[:-1], sizes[1:], activations):
             w, b = initial_parameters(rng, n_out, n_in, init, act)
@@ -213,7 +213,8 @@ class Network:
     def forward(self, x: Any) -> Any:
         """Output activations a_L for a batch ``x`` (B, n_0) -> (B, n_L)."""
         x = self.inputs(x)
-        return self._forward(x, _GENERIC)[1]
+        with self.backend.context():
+            return self._forward(x, _GENERIC)[1]
 
     __call__ = forward
 
@@ -222,11 +223,12 @@ class Network:
         x = self.inputs(x)
         xp = array_namespace(x)
         n = x.shape[0]
-        if n <= batch_size:
-            return self._forward(x, _GENERIC)[1]
-        parts = [self._forward(x[i:min(n, i + batch_size), ...], _GENERIC)[1]
-                 for i in range(0, n, batch_size)]
-        return xp.concat(parts, axis=0)
+        with self.backend.context():
+            if n <= batch_size:
+                return self._forward(x, _GENERIC)[1]
+            parts = [self._forward(x[i:min(n, i + batch_size), ...], _GENERIC)[1]
+                     for i in range(0, n, batch_size)]
+            return xp.concat(parts, axis=0)
 
     def classify(self, x: Any, batch_size: int = 4096) -> Any:
         """Predicted class per sample: argmax of the outputs, or output >= 0.5 for one output."""
@@ -253,14 +255,16 @@ class Network:
         """Per-layer (dC/dW, dC/db) of the batch-mean cost, W-gradients (out, in)."""
         x = self.inputs(x)
         y = self.targets(y, x.shape[0])
-        return self._backprop(x, y, _GENERIC)[1]
+        with self.backend.context():
+            return self._backprop(x, y, _GENERIC)[1]
 
     def cost(self, x: Any, y: Any) -> float:
         """The batch-mean cost C(x, y) as a Python float."""
         x = self.inputs(x)
         y = self.targets(y, x.shape[0])
-        z, a, _ = self._forward(x, _GENERIC)
-        return float(self.loss.value(self.output, z, a, y))
+        with self.backend.context():
+            z, a, _ = self._forward(x, _GENERIC)
+            return float(self.loss.value(self.output, z, a, y))
 
     def _backprop(self, x: Any, y: Any, ops: ArrayAPIOps) -> tuple[Any, list[tuple[Any, Any]], Any]:
         """(batch cost as a 0-d device array, [(dW_l, db_l)], outputs a_L)."""
@@ -294,6 +298,8 @@ class Network:
         if len(x.shape) != 2:
             hint = " (use x[None, :] for a single sample)" if len(x.shape) == 1 else ""
             raise ShapeError(f"{name} must be 2-D (samples, features), got shape {tuple(x.shape)}{hint}")
+        if x.shape[0] == 0:
+            raise ShapeError(f"{name} has no samples: give at least one row")
         if x.shape[1] != self.sizes[0]:
             raise ShapeError(
                 f"{name} has {x.shape[1]} features per sample but the network takes {self.sizes[0]}"

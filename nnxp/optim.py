@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
-from array_api_compat import array_namespace, device
+from array_api_compat import array_namespace
 
 from .backend import backend_of
 from .errors import ConfigError
@@ -48,7 +48,9 @@ class Optimizer:
     """Base class.  ``step(params, grads)`` updates ``params`` in place.
 
     ``params`` and ``grads`` are matching lists of arrays.  State (momentum,
-    moments) is created on the first step, on the parameters' device.
+    moments) and the step count belong to the parameter arrays of the first
+    step (or of :meth:`load_state_dict`); given other arrays (another network,
+    or this one after ``Network.to`` or ``set_weights``), they start afresh.
     """
 
     name = ""
@@ -62,7 +64,7 @@ class Optimizer:
         self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
         self.t = 0  # steps taken
         self.state: dict[str, list[Any]] = {}
-        self._checked: list[Any] = []  # the parameters the state was last checked against
+        self._params: list[Any] = []  # the parameter arrays the state belongs to
 
     def step(self, params: Sequence[Any], grads: Sequence[Any],
              update: Callable[[Any, Any, dict[str, Any]], None] | None = None) -> None:
@@ -70,29 +72,23 @@ class Optimizer:
         rule with a backend's fused kernel computing the same formula."""
         if len(params) != len(grads):
             raise ConfigError(f"{len(params)} parameters but {len(grads)} gradients")
-        if len(params) != len(self._checked) or any(p is not q for p, q in zip(params, self._checked)):
-            # new or moved parameters: check (and if need be make) the state, once
-            if not self._state_fits(params):
-                self.state = {name: [array_namespace(p).zeros_like(p) for p in params]
-                              for name in self.buffers}
-                self.t = 0
-            self._checked = list(params)
+        if len(params) != len(self._params) or any(p is not q for p, q in zip(params, self._params)):
+            # Other parameter arrays (another network, or this one moved or reloaded):
+            # the state of the old ones means nothing for them, so start afresh.
+            self.state = {name: [array_namespace(p).zeros_like(p) for p in params] for name in self.buffers}
+            self.t = 0
+            self._params = list(params)
         self.t += 1
+        self._begin_step()
         update = update or self._update
         for i, (p, g) in enumerate(zip(params, grads)):
             update(p, g, {name: bufs[i] for name, bufs in self.state.items()})
 
+    def _begin_step(self) -> None:
+        """Per-step host-side work, once ``self.t`` counts this step."""
+
     def _update(self, p: Any, g: Any, state: dict[str, Any]) -> None:
         raise NotImplementedError
-
-    def _state_fits(self, params: Sequence[Any]) -> bool:
-        if not self.buffers:
-            return True
-        first = self.state.get(self.buffers[0])
-        return first is not None and len(first) == len(params) and all(
-            s.shape == p.shape and s.dtype == p.dtype and device(s) == device(p)
-            for s, p in zip(first, params)
-        )
 
     def state_dict(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(JSON-able settings and step count, state arrays by name) for checkpoints."""
@@ -111,15 +107,18 @@ class Optimizer:
                     host = arrays[f"{name}.{i}"]
                 except KeyError:
                     raise ConfigError(f"optimizer state {name}.{i} is missing") from None
+                if tuple(host.shape) != tuple(p.shape):
+                    raise ConfigError(f"optimizer state {name}.{i} has shape {tuple(host.shape)}, "
+                                      f"its parameter {tuple(p.shape)}")
                 bufs.append(backend_of(p).asarray(host, p.dtype, copy=True))
             self.state[name] = bufs
-        self._checked = []
+        self._params = list(params)
 
     def reset(self) -> None:
         """Forget the step count and all state."""
         self.t = 0
         self.state = {}
-        self._checked = []
+        self._params = []
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "lr": self.initial_lr, "weight_decay": self.weight_decay}
@@ -175,12 +174,10 @@ class Adam(Optimizer):
             raise ConfigError(f"Adam betas must be in [0, 1), got {self.beta1}, {self.beta2}")
         self.eps = _positive("eps", eps)
 
-    def step(self, params, grads, update=None):
+    def _begin_step(self):
         # Bias corrections are host floats, computed once per step.
-        t = self.t + 1
-        self._step_size = self.lr / (1.0 - self.beta1**t)
-        self._inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - self.beta2**t)
-        super().step(params, grads, update)
+        self._step_size = self.lr / (1.0 - self.beta1**self.t)
+        self._inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - self.beta2**self.t)
 
     def _update(self, p, g, state):
         if self.weight_decay:

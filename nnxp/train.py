@@ -25,6 +25,7 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from .errors import ConfigError, DivergenceError
+from .init import check_seed
 from .network import Network
 from .ops import ArrayAPIOps, ops_for
 from .optim import Optimizer, get_optimizer
@@ -108,6 +109,7 @@ def fit(
     checkpoint (the CLI does).
     """
     epochs, batch_size = _positive_int("epochs", epochs), _positive_int("batch_size", batch_size)
+    seed = check_seed(seed)
     if isinstance(optimizer, str):
         optimizer = get_optimizer(optimizer, lr=lr)
     elif lr is not None:
@@ -132,46 +134,47 @@ def fit(
     ops = ops_for(backend, fast=fast, optimizer=optimizer)
     index_dtype = xp.int64 if backend.supports("int64") else xp.int32
     steps = math.ceil(n / batch_size)
-    for epoch in range(initial_epoch, epochs):
-        started = time.perf_counter()
-        optimizer.lr = optimizer.initial_lr * SCHEDULES[schedule](epoch, epochs)
-        order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
-        order = backend.asarray(order, index_dtype)
-        loss_sum = xp.zeros((), dtype=net.dtype, device=backend.device)
-        correct = xp.zeros((), dtype=index_dtype, device=backend.device)
-        bar = _ProgressBar(epoch + 1, epochs, n) if progress else None
-        # A diverging run overflows; that is reported once, below, not as NumPy warnings.
-        with np.errstate(over="ignore", invalid="ignore"):
-            for step in range(steps):
-                lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-                index = order[lo:hi]
-                xb = ops.take_rows(x, index, "x_batch")
-                yb = ops.take_rows(y, index, "y_batch")
-                cost, a = net.train_step(xb, yb, optimizer, ops)
-                loss_sum = loss_sum + cost * float(hi - lo)
-                correct = correct + count_correct(a, yb, index_dtype)
+    with backend.context():  # CuPy: run on the network's GPU
+        for epoch in range(initial_epoch, epochs):
+            started = time.perf_counter()
+            optimizer.lr = optimizer.initial_lr * SCHEDULES[schedule](epoch, epochs)
+            order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+            order = backend.asarray(order, index_dtype)
+            loss_sum = xp.zeros((), dtype=net.dtype, device=backend.device)
+            correct = xp.zeros((), dtype=index_dtype, device=backend.device)
+            bar = _ProgressBar(epoch + 1, epochs, n) if progress else None
+            # A diverging run overflows; that is reported once, below, not as NumPy warnings.
+            with np.errstate(over="ignore", invalid="ignore"):
+                for step in range(steps):
+                    lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
+                    index = order[lo:hi]
+                    xb = ops.take_rows(x, index, "x_batch")
+                    yb = ops.take_rows(y, index, "y_batch")
+                    cost, a = net.train_step(xb, yb, optimizer, ops)
+                    loss_sum = loss_sum + cost * float(hi - lo)
+                    correct = correct + count_correct(a, yb, index_dtype)
+                    if bar is not None:
+                        bar.update(hi, loss_sum)
+                loss = float(loss_sum) / n  # the epoch's one read of training results
+                accuracy = int(correct) / n
+                train_seconds = time.perf_counter() - started
                 if bar is not None:
-                    bar.update(hi, loss_sum)
-            loss = float(loss_sum) / n  # the epoch's one read of training results
-            accuracy = int(correct) / n
-            train_seconds = time.perf_counter() - started
-            if bar is not None:
-                bar.close()
-            record: dict[str, float] = {"epoch": epoch + 1, "loss": loss, "accuracy": accuracy}
-            if val is not None:
-                record.update(_evaluate_on_device(net, *val, prefix="val_"))
-        record["seconds"] = time.perf_counter() - started
-        record["samples_per_second"] = n / train_seconds
-        if not math.isfinite(loss):
-            raise DivergenceError(
-                f"training diverged in epoch {epoch + 1}: the loss is {loss}; "
-                f"the learning rate ({optimizer.lr:g}) is probably too high, try a lower one"
-            )
-        history.records.append(record)
-        if verbose:
-            out(format_record(record, epochs))
-        for callback in callbacks:
-            callback.on_epoch_end(net, optimizer, record, history)
+                    bar.close()
+                record: dict[str, float] = {"epoch": epoch + 1, "loss": loss, "accuracy": accuracy}
+                if val is not None:
+                    record.update(_evaluate_on_device(net, *val, prefix="val_"))
+            record["seconds"] = time.perf_counter() - started
+            record["samples_per_second"] = n / train_seconds
+            if not math.isfinite(loss):
+                raise DivergenceError(
+                    f"training diverged in epoch {epoch + 1}: the loss is {loss}; "
+                    f"the learning rate ({optimizer.lr:g}) is probably too high, try a lower one"
+                )
+            history.records.append(record)
+            if verbose:
+                out(format_record(record, epochs))
+            for callback in callbacks:
+                callback.on_epoch_end(net, optimizer, record, history)
     return history
 
 
@@ -188,7 +191,9 @@ def evaluate(net: Network, x: Any, y: Any, batch_size: int = 4096,
     Runs ``batch_size`` rows at a time; sums stay on the device and are read once.
     """
     x = net.inputs(x)
-    return _evaluate_on_device(net, x, net.targets(y, x.shape[0]), batch_size, ops)
+    y = net.targets(y, x.shape[0])
+    with net.backend.context():
+        return _evaluate_on_device(net, x, y, batch_size, ops)
 
 
 def _evaluate_on_device(net: Network, x: Any, y: Any, batch_size: int = 4096,

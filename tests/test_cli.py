@@ -193,3 +193,18 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path):
         np.testing.assert_array_equal(bias, fbias)
     history = read_arrays(ck)[1]["training"]["history"]
     assert [r["epoch"] for r in history] == list(range(1, 9))
+
+
+def test_metrics_and_model_in_one_file_is_refused(capsys, tmp_path):
+    same = tmp_path / "run.out"
+    code, _, err = run_cli(capsys, "train", "--device", "cpu", "--epochs", "1", "--save", same,
+                           "--metrics", same)
+    assert code == 2
+    assert "give them different paths" in one_line_error(err)
+    assert not same.exists()
+
+
+def test_negative_seed_is_a_usage_error(capsys):
+    code, _, err = run_cli(capsys, "train", "--device", "cpu", "--seed", "-1", "--no-save")
+    assert code == 2
+    assert "--seed: '-1' must be zero or more" in one_line_error(err)

@@ -304,3 +304,14 @@ def test_cuda_without_gpu_names_the_fix():
     message = str(info.value)
     assert "cuda" in message and ("pip install" in message or "no CUDA GPU" in message)
     assert "--device cpu" in message
+
+
+def test_bad_seed_and_empty_inputs_are_clear_errors():
+    for seed in (-1, 1.5, "x"):
+        with pytest.raises(nnxp.ConfigError, match="seed must be a whole number"):
+            nnxp.Network([2, 2], seed=seed, device="cpu")
+    net = nnxp.Network([2, 2], device="cpu")
+    with pytest.raises(nnxp.ShapeError, match="x has no samples"):
+        net.fit(np.zeros((0, 2)), np.zeros(0, dtype=int), verbose=0)
+    with pytest.raises(nnxp.ConfigError, match="seed must be"):
+        net.fit(np.zeros((2, 2)), np.zeros(2, dtype=int), seed=-3, verbose=0)

@@ -97,7 +97,7 @@ def test_matches_torch_optim(name, kwargs):
     np.testing.assert_allclose(got, tp.detach().numpy(), rtol=1e-12)
 
 
-def test_state_follows_the_parameters(backend):
+def test_state_lives_with_the_parameters(backend):
     opt = nnxp.SGD(lr=0.1, momentum=0.5)
     dtype = backend.dtype("float32")
     p = backend.asarray(P0, dtype, copy=True)
@@ -126,3 +126,20 @@ def test_named_optimizers():
         "name": "sgd", "lr": 0.05, "weight_decay": 0.0, "momentum": 0.9, "nesterov": False}
     assert nnxp.get_optimizer("nesterov").nesterov
     assert isinstance(nnxp.get_optimizer("adamw"), nnxp.AdamW)
+
+
+@pytest.mark.parametrize("make", [lambda: nnxp.Adam(lr=0.1), lambda: nnxp.SGD(lr=0.1, momentum=0.9)])
+def test_state_does_not_carry_over_to_other_parameters(make):
+    # An optimizer used on other parameter arrays starts afresh: the first step on the
+    # new ones equals a brand-new optimizer's (Adam: bias correction from t = 1).
+    cpu = nnxp.get_backend("cpu")
+    used = make()
+    old = cpu.asarray(np.zeros(5), cpu.dtype("float64"), copy=True)
+    for _ in range(50):
+        used.step([old], [cpu.asarray(np.full(5, -0.5), old.dtype)])
+    new, fresh_p = (cpu.asarray(np.zeros(3), old.dtype, copy=True) for _ in range(2))
+    g = cpu.asarray(np.full(3, 0.5), old.dtype)
+    used.step([new], [g])
+    make().step([fresh_p], [g])
+    np.testing.assert_allclose(new, fresh_p, rtol=1e-12)
+    assert used.t == 1
