@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Any, Callable, Hashable, NamedTuple
 
 from .activations import Activation
-from .ops import ArrayAPIOps
+from .ops import BufferedOps
 
 __all__ = ["CuPyOps", "fused_enabled", "KERNELS"]
 
@@ -95,7 +95,7 @@ def _kernel(name: str) -> Any:
     return cupy.ElementwiseKernel(spec.in_params, spec.out_params, spec.operation, name)
 
 
-class CuPyOps(ArrayAPIOps):
+class CuPyOps(BufferedOps):
     """CuPy: GEMMs into reused buffers, fused bias+activation and update kernels."""
 
     name = "cupy"
@@ -103,15 +103,11 @@ class CuPyOps(ArrayAPIOps):
     def __init__(self) -> None:
         import cupy
 
+        super().__init__()
         self._cp = cupy
-        self._buffers: dict[Hashable, Any] = {}
 
-    def buffer(self, key: Hashable, shape: tuple[int, ...], dtype: Any) -> Any:
-        buf = self._buffers.get(key)
-        if buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0]:
-            buf = self._cp.empty(shape, dtype=dtype)
-            self._buffers[key] = buf
-        return buf[: shape[0]] if buf.shape[0] != shape[0] else buf
+    def _empty(self, shape, dtype):
+        return self._cp.empty(shape, dtype=dtype)
 
     def _gemm(self, a: Any, b: Any, key: Hashable) -> Any:
         out = self.buffer(key, (a.shape[0], b.shape[1]), a.dtype)

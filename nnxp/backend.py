@@ -100,6 +100,11 @@ class Backend:
             data = to_numpy(data)
         return self.xp.asarray(data, dtype=dtype, device=self.device, copy=True if copy else None)
 
+    @property
+    def index_dtype(self) -> Any:
+        """The integer dtype for indices and counts on this device (int64, or int32 where that is all)."""
+        return index_dtype(self.xp, self.device)
+
     def zeros(self, shape: tuple[int, ...], dtype: Any) -> Any:
         return self.xp.zeros(shape, dtype=dtype, device=self.device)
 
@@ -158,6 +163,14 @@ def to_numpy(x: Any) -> np.ndarray:
             f"cannot copy a {type(x).__name__} to the host ({exc}); "
             "convert it to a NumPy array first"
         ) from None
+
+
+def index_dtype(xp: Any, device: Any = None) -> Any:
+    """The namespace's default integer dtype for indexing on ``device``."""
+    try:
+        return xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
+    except (AttributeError, TypeError):  # a namespace without the inspection API
+        return xp.int64
 
 
 def backend_of(x: Any) -> Backend:

@@ -25,7 +25,7 @@ from array_api_compat import array_namespace
 from array_api_compat import device as array_device
 
 from .activations import Activation, get_activation
-from .backend import get_backend, to_numpy
+from .backend import get_backend, index_dtype, to_numpy
 from .errors import ConfigError, DataError, ShapeError
 from .init import check_seed, initial_parameters, resolve_init
 from .losses import Loss, get_loss
@@ -319,7 +319,7 @@ class Network:
                 f"{name} has {y.shape[0] if len(y.shape) else 0} samples but x has {n}: they must match"
             )
         if len(y.shape) == 1 and _is_integer(y):
-            labels = self.backend.asarray(y, _index_dtype(self.xp))
+            labels = self.backend.asarray(y, self.backend.index_dtype)
             return one_hot(labels, 2 if k == 1 else k, self.dtype, name=name, binary=k == 1)
         if len(y.shape) == 1 and k == 1:
             y = self.xp.reshape(self.backend.asarray(y, self.dtype), (-1, 1))
@@ -389,13 +389,8 @@ def one_hot(labels: Any, k: int, dtype: Any, *, name: str = "y", binary: bool = 
 def _predicted_labels(a: Any) -> Any:
     xp = array_namespace(a)
     if a.shape[1] == 1:
-        return xp.astype(a[:, 0] >= 0.5, _index_dtype(xp))
+        return xp.astype(a[:, 0] >= 0.5, index_dtype(xp, array_device(a)))
     return xp.argmax(a, axis=1)
-
-
-def _index_dtype(xp: Any) -> Any:
-    return xp.__array_namespace_info__().default_dtypes()["indexing"] if hasattr(
-        xp, "__array_namespace_info__") else xp.int64
 
 
 def _is_integer(y: Any) -> bool:

@@ -28,7 +28,7 @@ from ._blas import gemm_tn_into
 from .activations import Activation
 from .backend import Backend
 
-__all__ = ["ArrayAPIOps", "NumPyOps", "ops_for"]
+__all__ = ["ArrayAPIOps", "BufferedOps", "NumPyOps", "ops_for"]
 
 
 class ArrayAPIOps:
@@ -93,7 +93,25 @@ class WeightGradient(NamedTuple):
         return self.delta.T @ self.a_prev
 
 
-class NumPyOps(ArrayAPIOps):
+class BufferedOps(ArrayAPIOps):
+    """Base of the fast paths: reusable output arrays, keyed by role and layer."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[Hashable, Any] = {}
+
+    def _empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        raise NotImplementedError
+
+    def buffer(self, key: Hashable, shape: tuple[int, ...], dtype: Any) -> Any:
+        """A reusable (uninitialised) array; a smaller batch gets a leading slice."""
+        buf = self._buffers.get(key)
+        if buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0]:
+            buf = self._empty(shape, dtype)
+            self._buffers[key] = buf
+        return buf[: shape[0]] if buf.shape[0] != shape[0] else buf
+
+
+class NumPyOps(BufferedOps):
     """The same maths for NumPy, into reused buffers and in place.
 
     ``fold_sgd=True`` (for :func:`ops_for` with an SGD optimizer and NumPy's
@@ -104,16 +122,11 @@ class NumPyOps(ArrayAPIOps):
     name = "numpy"
 
     def __init__(self, fold_sgd: bool = False) -> None:
-        self._buffers: dict[Hashable, np.ndarray] = {}
+        super().__init__()
         self.fold_sgd = fold_sgd
 
-    def buffer(self, key: Hashable, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        """A reusable (uninitialised) array; a smaller batch gets a leading slice."""
-        buf = self._buffers.get(key)
-        if buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0]:
-            buf = np.empty(shape, dtype=dtype)
-            self._buffers[key] = buf
-        return buf[: shape[0]] if buf.shape[0] != shape[0] else buf
+    def _empty(self, shape, dtype):
+        return np.empty(shape, dtype=dtype)
 
     def linear(self, x, w, b, key):
         out = self.buffer(key, (x.shape[0], w.shape[0]), x.dtype)

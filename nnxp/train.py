@@ -132,7 +132,7 @@ def fit(
     backend = net.backend
     xp = backend.xp
     ops = ops_for(backend, fast=fast, optimizer=optimizer)
-    index_dtype = xp.int64 if backend.supports("int64") else xp.int32
+    index_dtype = backend.index_dtype
     steps = math.ceil(n / batch_size)
     with backend.context():  # CuPy: run on the network's GPU
         for epoch in range(initial_epoch, epochs):
@@ -202,7 +202,7 @@ def _evaluate_on_device(net: Network, x: Any, y: Any, batch_size: int = 4096,
     n = x.shape[0]
     xp = net.xp
     ops = ops or ArrayAPIOps()
-    index_dtype = xp.int64 if net.backend.supports("int64") else xp.int32
+    index_dtype = net.backend.index_dtype
     loss_sum = xp.zeros((), dtype=net.dtype, device=net.device)
     correct = xp.zeros((), dtype=index_dtype, device=net.device)
     for lo in range(0, n, batch_size):
