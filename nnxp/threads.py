@@ -1,0 +1,151 @@
+"""How many CPU threads the matrix products get: ``threads=`` and its measured default.
+
+On the CPU every training step is a few BLAS matrix products.  OpenBLAS (in
+NumPy's wheels) and PyTorch start one thread per core and *spin* while they
+wait for each other; that pays only when each product is big enough, and on a
+machine where other processes are busy it is a disaster: the threads wait for
+cores that are not free.
+
+What was measured (2-core Xeon VM, NumPy 2 + OpenBLAS, float32, one training
+step, 1 vs 2 BLAS threads; issue 11 and ``nnxp/threads.py``'s history):
+
+- quiet machine, 784-256-10: batch 16 and 32 gain 1.0-1.3x from a second
+  thread (``nnxp train``, batch 32: 2.27 s vs 2.33 s, the CPU time doubled);
+  batch 64-512 gain 1.7-1.8x.  784-1024-1024-10: 1.6x at batch 16, ~1.9x
+  from batch 32 up.
+- busy machine (two CPU-bound processes on the two cores): ``nnxp train``
+  took 50 s with the default two threads and 4.2 s with one
+  (``OPENBLAS_NUM_THREADS=1``); ``nnxp bench --quick`` 59.7 ms a step
+  instead of 0.71 ms.
+
+So the default (``threads=None``) is:
+
+1. one thread when the step's largest product is small: fewer than
+   :data:`SMALL_GEMM` multiply-adds (batch x inputs x outputs of the widest
+   layer; 784-256 at batch 32 is 6.4 M, at batch 64 12.8 M);
+2. otherwise as many threads as cores are idle right now, measured over
+   :data:`SAMPLE_SECONDS` from ``/proc/stat`` (Linux; elsewhere the load
+   average), at least one and at most the cores this process may use.
+
+An explicit ``threads=N`` (``--threads N``) is always obeyed.  The limit is
+applied with threadpoolctl to every BLAS/OpenMP pool NumPy (and SciPy) loaded,
+and with ``torch.set_num_threads`` when PyTorch is in use; it is restored
+afterwards.  GPU work is unaffected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from typing import Any, Iterator, Sequence
+
+from .errors import ConfigError
+
+__all__ = ["SMALL_GEMM", "SAMPLE_SECONDS", "usable_cores", "idle_cores", "choose_threads",
+           "check_threads", "thread_limit"]
+
+#: below this many multiply-adds in the widest layer's product a second thread does not pay
+SMALL_GEMM = 8_000_000
+#: how long :func:`idle_cores` watches the machine
+SAMPLE_SECONDS = 0.05
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs from /proc/stat, or None where there is none."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 5:
+        return None
+    return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user..steal
+
+
+def idle_cores(seconds: float = SAMPLE_SECONDS) -> float:
+    """How many cores were idle over the next ``seconds`` (Linux), else from the load average."""
+    cores = os.cpu_count() or 1
+    before = _cpu_times()
+    if before is not None:
+        time.sleep(seconds)
+        after = _cpu_times()
+        if after is not None and after[1] > before[1]:
+            return cores * (after[0] - before[0]) / (after[1] - before[1])
+    try:
+        return max(0.0, cores - os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return float(cores)
+
+
+def check_threads(threads: Any) -> int | None:
+    """``threads`` as a positive int, or None for the measured default; a clear error otherwise."""
+    if threads is None or (isinstance(threads, str) and threads.strip().lower() == "auto"):
+        return None
+    try:
+        n = int(threads)
+    except (TypeError, ValueError):
+        raise ConfigError(f"threads must be a positive integer or 'auto', got {threads!r}") from None
+    if n != threads and str(n) != str(threads).strip() or n < 1:
+        raise ConfigError(f"threads must be a positive integer or 'auto', got {threads!r}")
+    return n
+
+
+def choose_threads(batch_size: int, sizes: Sequence[int], *, cores: int | None = None,
+                   idle: float | None = None) -> int:
+    """The default thread count for steps of ``batch_size`` rows through layers ``sizes``.
+
+    ``cores`` and ``idle`` default to :func:`usable_cores` and a fresh
+    :func:`idle_cores` measurement (taken only when the shape is big enough
+    for threads to matter).
+    """
+    cores = usable_cores() if cores is None else cores
+    widest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    if cores <= 1 or batch_size * widest < SMALL_GEMM:
+        return 1
+    idle = idle_cores() if idle is None else idle
+    # The sample includes this process's own core only when it was busy; +0.5 rounds.
+    return max(1, min(cores, int(idle + 0.5)))
+
+
+@contextlib.contextmanager
+def thread_limit(threads: Any, batch_size: int, sizes: Sequence[int],
+                 backend: Any = None) -> Iterator[int]:
+    """A ``with`` block in which the CPU matrix products use ``threads`` threads.
+
+    ``threads`` None (or "auto") picks :func:`choose_threads`.  Yields the
+    number used.  On a GPU backend nothing is changed (yields 0).
+    """
+    n = check_threads(threads)
+    if backend is not None and getattr(backend, "name", "") == "cupy":
+        yield 0
+        return
+    if n is None:
+        n = choose_threads(int(batch_size), [int(s) for s in sizes])
+    with _limit(n):
+        yield n
+
+
+@contextlib.contextmanager
+def _limit(n: int) -> Iterator[None]:
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    previous = torch.get_num_threads() if torch is not None else None
+    try:
+        if torch is not None:
+            torch.set_num_threads(n)
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(previous)
