@@ -1,0 +1,122 @@
+"""Export a Network to ONNX, so onnxruntime (or any ONNX runtime) can run it.
+
+``pip install 'nnxp[onnx]'`` (in a clone: ``pip install '.[onnx]'``)::
+
+    from nnxp.onnx import export_onnx
+    export_onnx(net, "digits.onnx")          # or: nnxp export digits.safetensors digits.onnx
+
+The graph has one input ``input`` of shape (batch, n_0) (the batch size is
+free) in the network's dtype and one output ``output`` (batch, n_L): the
+network's outputs, i.e. class probabilities after a softmax.  Each dense
+layer is ``Gemm(x, W, b, transB=1)`` (W stays (out, in), as nnxp stores
+it) followed by its activation:
+
+=============  ==========================
+nnxp           ONNX operator
+=============  ==========================
+relu           Relu
+leaky_relu     LeakyRelu (alpha)
+sigmoid        Sigmoid
+tanh           Tanh
+softmax        Softmax (axis 1)
+identity       (none: the Gemm's output)
+=============  ==========================
+
+Dropout layers are inference no-ops and are left out.  The network's
+description (:meth:`Network.config`) is stored in the model's metadata as
+``nnxp.config``.  Activations are matched by exact type, so a user subclass
+that changes the maths is refused instead of exported wrongly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .backend import to_numpy
+from .data._atomic import atomic_write_bytes
+from .errors import ConfigError, DataError
+
+__all__ = ["to_onnx", "export_onnx", "OPSET"]
+
+#: the ONNX opset the graph declares (every operator used exists unchanged since opset 13)
+OPSET = 17
+
+_SIMPLE = {ReLU: "Relu", Sigmoid: "Sigmoid", Tanh: "Tanh"}
+
+
+def _import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise ConfigError("ONNX export needs the onnx package: pip install 'nnxp[onnx]' "
+                          "(in a clone: pip install '.[onnx]')") from None
+    return onnx
+
+
+def to_onnx(net: Any, *, name: str = "nnxp") -> Any:
+    """The network as an ``onnx.ModelProto`` (checked by ``onnx.checker``)."""
+    onnx = _import_onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    float64 = net.dtype_name == "float64"
+    elem = TensorProto.DOUBLE if float64 else TensorProto.FLOAT
+    np_dtype = np.float64 if float64 else np.float32
+    nodes, inits = [], []
+    x = "input"
+    dense = [layer for layer in net.layers if getattr(layer, "kind", "dense") != "dropout"]
+    for i, layer in enumerate(dense):
+        w = numpy_helper.from_array(np.ascontiguousarray(to_numpy(layer.weight), np_dtype), f"layers.{i}.weight")
+        b = numpy_helper.from_array(np.ascontiguousarray(to_numpy(layer.bias), np_dtype), f"layers.{i}.bias")
+        inits += [w, b]
+        z = f"layers.{i}.z"
+        nodes.append(helper.make_node("Gemm", [x, w.name, b.name], [z], name=f"layers.{i}.gemm", transB=1))
+        x = _activation(helper, layer.activation, z, f"layers.{i}", nodes, i)
+    # The last value is renamed "output" through an Identity (cheap; keeps node names regular).
+    nodes.append(helper.make_node("Identity", [x], ["output"], name="output"))
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("input", elem, ["batch", net.sizes[0]])],
+        [helper.make_tensor_value_info("output", elem, ["batch", net.sizes[-1]])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="nnxp", doc_string=repr(net))
+    model.ir_version = min(model.ir_version, 8)  # readable by onnxruntime >= 1.14
+    helper.set_model_props(model, {"nnxp.config": json.dumps(net.config())})
+    onnx.checker.check_model(model)
+    return model
+
+
+def _activation(helper: Any, act: Any, z: str, prefix: str, nodes: list[Any], index: int) -> str:
+    kind = type(act)
+    if kind is Identity:
+        return z
+    a = f"{prefix}.a"
+    if kind in _SIMPLE:
+        nodes.append(helper.make_node(_SIMPLE[kind], [z], [a], name=f"{prefix}.{act.name}"))
+    elif kind is LeakyReLU:
+        nodes.append(helper.make_node("LeakyRelu", [z], [a], name=f"{prefix}.leaky_relu", alpha=act.alpha))
+    elif kind is Softmax:
+        nodes.append(helper.make_node("Softmax", [z], [a], name=f"{prefix}.softmax", axis=1))
+    else:
+        raise ConfigError(f"layer {index}: activation {act!r} ({kind.__name__}) has no ONNX "
+                          "equivalent here; export supports relu, leaky_relu, sigmoid, tanh, "
+                          "softmax and identity")
+    return a
+
+
+def export_onnx(net: Any, path: str | os.PathLike) -> Path:
+    """Write ``net`` as an ONNX model file to ``path`` (atomically); returns the path."""
+    data = to_onnx(net).SerializeToString()
+    path = Path(path)
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}; check the directory exists "
+                        "and is writable") from None
+    return path

@@ -1,0 +1,68 @@
+"""ONNX export: onnxruntime runs the exported graph and gives nnxp's outputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx", reason="onnx is not installed (pip install '.[onnx]')")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install '.[onnx]')")
+
+import onnx  # noqa: E402
+
+import nnxp  # noqa: E402
+from nnxp.activations import ReLU  # noqa: E402
+from nnxp.data import image_inputs, load_dataset  # noqa: E402
+from nnxp.onnx import export_onnx, to_onnx  # noqa: E402
+
+from conftest import host  # noqa: E402
+
+
+def run_onnx(path_or_model, x: np.ndarray) -> np.ndarray:
+    data = path_or_model if isinstance(path_or_model, (str, bytes)) else str(path_or_model)
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    (out,) = session.run(["output"], {"input": x})
+    return out
+
+
+def test_trained_digits_model_gives_nnxp_probabilities(tmp_path):
+    digits = load_dataset("bundled")
+    net = nnxp.Network([784, 64, 10], hidden="relu", output="softmax", device="cpu", seed=0)
+    net.fit(image_inputs(digits.train_images), digits.train_labels, epochs=2, batch_size=64,
+            optimizer="adam", lr=1e-3, verbose=0)
+    x_test = image_inputs(digits.test_images)
+    path = export_onnx(net, tmp_path / "digits.onnx")
+    got = run_onnx(path, x_test)
+    want = host(net.predict(x_test))
+    assert got.shape == (1000, 10) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    assert (got.argmax(1) == want.argmax(1)).all()
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props["nnxp.config"]) == net.config()
+
+
+@pytest.mark.parametrize("hidden, output", [
+    (["leaky_relu:0.1", "sigmoid"], "softmax"),
+    (["tanh", "identity"], "sigmoid"),
+    (["relu", "leaky_relu"], "identity"),
+])
+def test_every_activation_on_every_backend(backend, dtype_name, hidden, output):
+    net = nnxp.Network([5, 7, 6, 3], hidden=hidden, output=output, loss="squared_error",
+                       dtype=dtype_name, device=backend, seed=3, init="uniform")
+    x = np.random.default_rng(0).normal(size=(11, 5)).astype(dtype_name) * 3
+    got = run_onnx(to_onnx(net).SerializeToString(), x)
+    assert got.dtype == np.dtype(dtype_name)
+    np.testing.assert_allclose(got, host(net.predict(x)), atol=1e-5 if dtype_name == "float32" else 1e-12)
+
+
+def test_a_changed_activation_is_refused_not_exported_wrongly():
+    class Clipped(ReLU):
+        def forward(self, z):
+            return super().forward(z) - 1.0
+
+    net = nnxp.Network([2, 2, 2], hidden=Clipped(), device="cpu")
+    with pytest.raises(nnxp.ConfigError, match="no ONNX equivalent"):
+        to_onnx(net)
