@@ -127,13 +127,14 @@ def fit(
     callbacks = list(callbacks)
     out = out or print
     if progress is None:
-        progress = bool(verbose) and sys.stderr.isatty()
+        progress = bool(verbose) and (sys.stderr.isatty() or _in_notebook())
 
     backend = net.backend
     xp = backend.xp
     ops = ops_for(backend, fast=fast, optimizer=optimizer)
     index_dtype = backend.index_dtype
     steps = math.ceil(n / batch_size)
+    run_started = time.perf_counter()
     with backend.context():  # CuPy: run on the network's GPU
         for epoch in range(initial_epoch, epochs):
             started = time.perf_counter()
@@ -142,7 +143,8 @@ def fit(
             order = backend.asarray(order, index_dtype)
             loss_sum = xp.zeros((), dtype=net.dtype, device=backend.device)
             correct = xp.zeros((), dtype=index_dtype, device=backend.device)
-            bar = _ProgressBar(epoch + 1, epochs, n) if progress else None
+            eta = _run_eta(run_started, epoch - initial_epoch, epochs - epoch)
+            bar = _ProgressBar(epoch + 1, epochs, n, eta) if progress else None
             # A diverging run overflows; that is reported once, below, not as NumPy warnings.
             with np.errstate(over="ignore", invalid="ignore"):
                 for step in range(steps):
@@ -172,7 +174,8 @@ def fit(
                 )
             history.records.append(record)
             if verbose:
-                out(format_record(record, epochs))
+                out(format_record(record, epochs,
+                                  _run_eta(run_started, epoch + 1 - initial_epoch, epochs - epoch - 1)))
             for callback in callbacks:
                 callback.on_epoch_end(net, optimizer, record, history)
     return history
@@ -227,24 +230,49 @@ def count_correct(a: Any, y: Any, dtype: Any) -> Any:
     return xp.sum(xp.astype(hits, dtype))
 
 
-def format_record(record: dict[str, float], epochs: int) -> str:
-    """One summary line per epoch, e.g. ``epoch  3/10  loss 0.2345  acc 93.21% ...``."""
+def _run_eta(started: float, done: int, left: int) -> float | None:
+    """Seconds the ``left`` epochs of this run will take at the pace of the ``done`` ones."""
+    if done <= 0:
+        return None
+    return (time.perf_counter() - started) / done * left
+
+
+def _clock(seconds: float) -> str:
+    """``1:05`` or ``1:02:03``."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def format_record(record: dict[str, float], epochs: int, eta: float | None = None) -> str:
+    """One summary line per epoch, e.g. ``epoch  3/10  loss 0.2345  acc 93.21% ...``;
+    with ``eta`` (seconds for the rest of the run) it ends in ``ETA m:ss``."""
     width = len(str(epochs))
     parts = [f"epoch {int(record['epoch']):>{width}}/{epochs}",
              f"loss {record['loss']:.4f}", f"acc {100 * record['accuracy']:6.2f}%"]
     if "val_loss" in record:
         parts += [f"test loss {record['val_loss']:.4f}", f"test acc {100 * record['val_accuracy']:6.2f}%"]
     parts += [f"{record['seconds']:.1f}s", f"{record['samples_per_second']:,.0f} samples/s"]
+    if eta:
+        parts.append(f"ETA {_clock(eta)}")
     return "  ".join(parts)
 
 
+def _in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (where tqdm.auto draws a widget)."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
 class _ProgressBar:
-    """A tqdm bar for one epoch; reads the running loss at most twice a second."""
+    """A tqdm bar for one epoch (a widget in notebooks, via tqdm.auto); reads the
+    running loss at most twice a second.  ``eta``: the run's remaining seconds."""
 
-    def __init__(self, epoch: int, epochs: int, total: int):
-        from tqdm import tqdm
+    def __init__(self, epoch: int, epochs: int, total: int, eta: float | None = None):
+        from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="sample",
+        desc = f"epoch {epoch}/{epochs}" + (f" (run ETA {_clock(eta)})" if eta else "")
+        self._bar = tqdm(total=total, desc=desc, unit="sample",
                          unit_scale=True, leave=False, file=sys.stderr, dynamic_ncols=True)
         self._last_read = 0.0
         self._done = 0

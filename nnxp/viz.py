@@ -42,6 +42,7 @@ __all__ = [
     "read_pgm",
     "to_mnist",
     "text_art",
+    "half_block_art",
     "format_digits",
     "read_metrics",
     "digit_grid_figure",
@@ -52,6 +53,10 @@ INSTALL_PLOT = "pip install 'nnxp[plot]'"
 
 #: Text-art characters from background (0) to full ink (255).
 RAMP = " .:-=+*#%@"
+#: Half-block characters by (top pixel inked, bottom pixel inked): two pixel rows per line.
+HALF_BLOCKS = {(False, False): " ", (True, False): "\u2580", (False, True): "\u2584", (True, True): "\u2588"}
+#: A pixel counts as ink in half-block art from this intensity on (out of 255).
+INK = 96
 
 # MNIST's recipe: the digit's bounding box scaled to 20 px on its longer side,
 # then placed in a 28x28 field with its centre of mass (in pixel-index
@@ -115,6 +120,9 @@ def add_commands(commands: Any, data_arguments: Any, device_argument: Any) -> No
     p.add_argument("--png", type=Path, metavar="PATH",
                    help=f"also write a grid image (.png, .svg or .pdf; needs matplotlib: {INSTALL_PLOT})")
     p.add_argument("--no-text", action="store_true", help="print no text art (use with --png)")
+    p.add_argument("--ramp", action="store_true",
+                   help="text art with grey levels, one line per pixel row (28 lines a digit) "
+                        "instead of half blocks (two pixel rows a line, 14 lines)")
     p.set_defaults(func=cmd_images)
 
     p = commands.add_parser(
@@ -335,19 +343,34 @@ def text_art(image: np.ndarray) -> list[str]:
     return ["".join(RAMP[v] for v in row) for row in levels]
 
 
+def half_block_art(image: np.ndarray) -> list[str]:
+    """(H, W) uint8 image -> ceil(H / 2) strings of W half-block characters.
+
+    Each character shows two pixels, one above the other (``\u2580`` top
+    only, ``\u2584`` bottom only, ``\u2588`` both, space neither); a pixel is
+    ink from :data:`INK` on.  A 28x28 digit takes 14 lines instead of 28.
+    """
+    ink = np.asarray(image) >= INK
+    if ink.shape[0] % 2:
+        ink = np.concatenate([ink, np.zeros((1, ink.shape[1]), dtype=bool)])
+    return ["".join(HALF_BLOCKS[bool(t), bool(b)] for t, b in zip(top, bottom))
+            for top, bottom in zip(ink[0::2], ink[1::2])]
+
+
 def format_digits(images: Sequence[np.ndarray], headers: Sequence[Sequence[str]], width: int = 80,
-                  gap: int = 3) -> str:
+                  gap: int = 3, art: Any = half_block_art) -> str:
     """Text art of ``images`` side by side, as many per row as fit in ``width`` columns.
 
     ``headers[i]`` are the lines printed above image i (cut to the art's
-    width).  Each image gives ``len(headers[i])`` header lines then one line
-    per pixel row; rows of images are separated by one empty line.
+    width).  Each image gives ``len(headers[i])`` header lines then its art
+    (``art(image)``: :func:`half_block_art`, two pixel rows a line, or
+    :func:`text_art`, one); rows of images are separated by one empty line.
     """
     blocks = []
     for image, head in zip(images, headers):
-        art = text_art(image)
-        w = len(art[0])
-        blocks.append([line[:w].ljust(w) for line in head] + art)
+        art_lines = art(image)
+        w = len(art_lines[0])
+        blocks.append([line[:w].ljust(w) for line in head] + art_lines)
     if not blocks:
         return ""
     block_width = len(blocks[0][0])
@@ -499,6 +522,9 @@ def cmd_images(args: argparse.Namespace) -> int:
         shown = f"{index[0]}-{index[-1]}" if len(index) > 1 else f"{index[0]}"
         heading = f"{data.name} {args.split} images {shown}"
 
+    if predicted is not None:  # the PNG titles show how sure the model was
+        scores, is_probability = _probabilities(net, image_inputs(images[index]))
+        key = "p" if is_probability else "score"
     headers, titles, marks = [], [], []
     for j, i in enumerate(index):
         label = classes[labels[i]]
@@ -509,7 +535,7 @@ def cmd_images(args: argparse.Namespace) -> int:
             guess = classes[predicted[j]]
             bad = guess != label
             head.append(f"predicted {guess}" + ("  WRONG" if bad else ""))
-            title += f"\npredicted {guess}"
+            title += f"\npredicted {guess} ({key}={scores[j, predicted[j]]:.2f})"
         headers.append(head)
         titles.append(title)
         marks.append(bad)
@@ -517,7 +543,8 @@ def cmd_images(args: argparse.Namespace) -> int:
     if not args.no_text:
         if not args.only_mistakes:
             print(heading)
-        print(_colour(format_digits(images[index], headers, width=_terminal_width())))
+        art = text_art if args.ramp else half_block_art
+        print(_colour(format_digits(images[index], headers, width=_terminal_width(), art=art)))
     if predicted is not None:
         print(summary)
     if args.png is not None:

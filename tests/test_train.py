@@ -171,3 +171,32 @@ def test_cosine_schedule_sets_each_epochs_learning_rate():
     assert opt.config()["lr"] == 0.2, "the schedule must not change the saved base rate"
     with pytest.raises(nnxp.ConfigError, match="unknown schedule"):
         nnxp.Network([4, 3, 3], device="cpu").fit(x, y, schedule="linear", verbose=0)
+
+
+def test_epoch_lines_end_with_the_runs_eta(monkeypatch):
+    from nnxp.train import _clock, format_record
+
+    assert _clock(65) == "1:05" and _clock(3723) == "1:02:03"
+    record = {"epoch": 2, "loss": 0.5, "accuracy": 0.75, "seconds": 1.0, "samples_per_second": 10.0}
+    assert format_record(record, 4, eta=125.0).endswith("10 samples/s  ETA 2:05")
+    assert "ETA" not in format_record(record, 4)
+    x, y = blobs()
+    lines: list[str] = []
+    nnxp.Network([4, 8, 3], device="cpu").fit(x, y, epochs=3, out=lines.append, progress=False)
+    assert [("ETA" in line) for line in lines] == [True, True, False]  # nothing left after the last
+
+
+def test_progress_bar_comes_from_tqdm_auto(monkeypatch):
+    import tqdm.auto
+
+    made = []
+    real = tqdm.auto.tqdm
+
+    def spy(*args, **kwargs):
+        made.append(kwargs["desc"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", spy)
+    x, y = blobs()
+    nnxp.Network([4, 8, 3], device="cpu").fit(x, y, epochs=2, out=lambda line: None, progress=True)
+    assert made[0] == "epoch 1/2" and made[1].startswith("epoch 2/2 (run ETA ")

@@ -14,7 +14,8 @@ import nnxp
 from conftest import one_line_error, run_cli
 from nnxp.data import image_inputs, load_dataset
 from nnxp.errors import DataError
-from nnxp.viz import FIELD, RAMP, format_digits, read_image, read_pgm, text_art, to_mnist
+from nnxp.viz import (FIELD, HALF_BLOCKS, INK, RAMP, format_digits, half_block_art, read_image, read_pgm,
+                      text_art, to_mnist)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -179,18 +180,28 @@ def test_text_art_maps_intensity_to_characters():
     assert text_art(image) == [" " + RAMP[0] + RAMP[1] + RAMP[5], RAMP[7] + RAMP[8] + RAMP[9] + RAMP[9]]
 
 
-def test_format_digits_has_28_rows_per_digit_and_fits_80_columns(bundled):
+def test_half_block_art_draws_two_pixel_rows_per_line():
+    image = np.array([[0, INK, INK - 1, 255],
+                      [0, 0, 255, 200],
+                      [255, 0, 0, 0]], dtype=np.uint8)  # odd height: a blank row is added below
+    assert half_block_art(image) == [" \u2580\u2584\u2588", "\u2580   "]
+    assert set(HALF_BLOCKS.values()) == {" ", "\u2580", "\u2584", "\u2588"}
+
+
+def test_format_digits_has_14_lines_per_digit_and_fits_80_columns(bundled):
     images = bundled.test_images[:3]
     headers = [[f"#{i}  label {bundled.test_labels[i]}"] for i in range(3)]
     text = format_digits(images, headers, width=80)
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80
-    # Two side by side, then one: (1 header + 28 art rows) twice, with a blank line between.
-    assert len(lines) == 29 + 1 + 29
+    # Two side by side, then one: (1 header + 14 half-block lines) twice, with a blank line between.
+    assert len(lines) == 15 + 1 + 15
     assert lines[0].startswith("#0  label 0") and "#1  label 1" in lines[0]
-    assert lines[30].startswith("#2  label 4")
-    first = [line[:28] for line in lines[1:29]]
-    assert first == text_art(images[0])
+    assert lines[16].startswith("#2  label 4")
+    first = [line[:28] for line in lines[1:15]]
+    assert first == half_block_art(images[0])
+    ramp = format_digits(images[:1], headers[:1], width=80, art=text_art).splitlines()
+    assert ramp[1:] == text_art(images[0])
 
 
 # -- nnxp predict ---------------------------------------------------------------------------------
@@ -302,12 +313,7 @@ def test_predict_json_and_show_are_exclusive(capsys, model, tmp_path):
 
 # -- nnxp images ----------------------------------------------------------------------------------
 
-def art_rows(out: str) -> list[str]:
-    """Lines of text art: made only of ramp characters and not blank-with-header."""
-    return [line for line in out.splitlines() if set(line) <= set(RAMP) and not line.startswith("#")]
-
-
-def test_images_prints_labels_and_28_rows_per_digit(capsys, bundled, monkeypatch):
+def test_images_prints_labels_and_14_lines_per_digit(capsys, bundled, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
     code, out, _ = run_cli(capsys, "images", "--count", "4", "--start", "10")
     assert code == 0
@@ -317,9 +323,11 @@ def test_images_prints_labels_and_28_rows_per_digit(capsys, bundled, monkeypatch
     headers = [line for line in out.splitlines() if line.startswith("#")]
     assert len(headers) == 2  # two digits side by side in 80 columns
     assert max(len(line) for line in out.splitlines()) <= 80
-    # 2 rows of digits, each 28 art lines (blank art lines are spaces, kept by the layout).
+    # 2 rows of digits, each 14 half-block lines (blank art lines are spaces, kept by the layout).
     blocks = out.split("\n\n")
-    assert [len(b.splitlines()) for b in blocks] == [1 + 1 + 28, 1 + 28]
+    assert [len(b.splitlines()) for b in blocks] == [1 + 1 + 14, 1 + 14]
+    code, out, _ = run_cli(capsys, "images", "--count", "1", "--ramp")
+    assert code == 0 and out.splitlines()[2:] == text_art(bundled.test_images[0])
 
 
 def test_images_with_a_model_marks_mistakes(capsys, bundled, model):
@@ -341,6 +349,27 @@ def test_images_with_a_model_marks_mistakes(capsys, bundled, model):
         mark = "  WRONG" if predicted[i] != bundled.test_labels[i] else ""
         assert f"predicted {predicted[i]}{mark}" in out
     assert out.splitlines()[-1] == f"{path}: {int((predicted[:2] != bundled.test_labels[:2]).sum())} of 2 wrong"
+
+
+def test_png_titles_show_the_predicted_probability(capsys, tmp_path, bundled, model, monkeypatch):
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed")
+    import nnxp.viz
+
+    seen = {}
+    real = nnxp.viz.digit_grid_figure
+
+    def spy(images, titles, wrong, suptitle=""):
+        seen["titles"] = titles
+        return real(images, titles, wrong, suptitle)
+
+    monkeypatch.setattr(nnxp.viz, "digit_grid_figure", spy)
+    code, _, _ = run_cli(capsys, "images", "--model", model[1], "--count", "3", "--png",
+                         tmp_path / "g.png", "--no-text", "--device", "cpu")
+    assert code == 0
+    probabilities = nnxp.to_numpy(model[0].predict(image_inputs(bundled.test_images[:3])))
+    for i, title in enumerate(seen["titles"]):
+        best = int(probabilities[i].argmax())
+        assert title.endswith(f"predicted {best} (p={probabilities[i, best]:.2f})")
 
 
 def read_png(path):
