@@ -19,12 +19,13 @@ from .network import Dense, Network
 from .optim import SGD, Adam, AdamW, Optimizer, get_optimizer
 from .serialization import load, save
 from .train import Callback, History, evaluate, fit
+from .callbacks import EarlyStopping, SaveBest
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Activation", "Adam", "AdamW", "Backend", "BackendError", "Callback", "ConfigError",
-    "CrossEntropy", "DataError", "Dense", "DivergenceError", "DownloadError", "History", "Loss",
+    "CrossEntropy", "DataError", "Dense", "DivergenceError", "EarlyStopping", "SaveBest", "DownloadError", "History", "Loss",
     "Network", "NnxpError", "Optimizer", "SGD", "ShapeError", "SquaredError", "backend_of",
     "cuda_available", "evaluate", "fit", "get_activation", "get_backend", "get_loss",
     "get_optimizer", "load", "save", "to_numpy", "__version__",

@@ -24,11 +24,14 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from array_api_compat import array_namespace
 
+from .backend import to_numpy
 from .errors import ConfigError, DivergenceError
 from .init import check_seed
 from .network import Network
 from .ops import ArrayAPIOps, ops_for
 from .optim import Optimizer, get_optimizer
+from .split import stratified_split
+from .threads import thread_limit
 
 __all__ = ["fit", "evaluate", "History", "Callback", "count_correct", "SCHEDULES"]
 
@@ -65,12 +68,13 @@ def fit(
     x: Any,
     y: Any,
     *,
-    epochs: int = 10,
-    batch_size: int = 64,
-    optimizer: str | Optimizer = "sgd",
+    epochs: int = 20,
+    batch_size: int = 32,
+    optimizer: str | Optimizer = "adam",
     lr: float | None = None,
     schedule: str = "constant",
     validation_data: tuple[Any, Any] | None = None,
+    validation_split: float = 0.0,
     shuffle: bool = True,
     seed: int = 0,
     initial_epoch: int = 0,
@@ -79,6 +83,7 @@ def fit(
     verbose: int = 1,
     progress: bool | None = None,
     fast: bool = True,
+    threads: int | str | None = None,
     out: Callable[[str], None] | None = None,
 ) -> History:
     """Train ``net`` on ``(x, y)`` with mini-batch gradient descent.
@@ -89,18 +94,28 @@ def fit(
         Arrays of any supported library; they are moved to the network's
         device once.
     epochs : train until this many epochs are done (counting ``initial_epoch``).
+        The defaults (20 epochs, batch 32, Adam 1e-3) are ``nnxp train``'s.
     batch_size : samples per step; the last batch of an epoch may be smaller.
     optimizer : an :class:`~nnxp.optim.Optimizer` or a name (``sgd``,
-        ``momentum``, ``nesterov``, ``adam``, ``adamw``) with learning rate ``lr``.
+        ``momentum``, ``nesterov``, ``adam``, ``adamw``) with learning rate ``lr``
+        (default: the optimizer's, 1e-3 for Adam).
     schedule : ``"constant"``, or ``"cosine"``: epoch e (0-based) of E trains
         with ``lr * (1 + cos(pi e / E)) / 2``, ending near zero.
-    validation_data : optional ``(x_val, y_val)`` evaluated after each epoch.
+    validation_data : optional ``(x_val, y_val)`` evaluated after each epoch
+        (records ``val_loss``, ``val_accuracy``).
+    validation_split : instead, hold out this fraction of ``(x, y)``,
+        stratified by class and seeded by ``seed`` (:mod:`nnxp.split`).
     seed : seeds the shuffles (epoch e uses ``default_rng([seed, e])``).
     initial_epoch : epochs already done (to resume from a checkpoint).
     verbose : 1 prints one summary line per epoch; 0 prints nothing.
     progress : show a progress bar per epoch (default: when verbose and
         stderr is a terminal).
     fast : use the backend's fast path (buffers, in-place, fused kernels).
+    threads : CPU threads for the matrix products (None: the measured
+        default of :mod:`nnxp.threads`).
+    callbacks : objects with ``on_epoch_end(net, optimizer, record, history)``
+        (:class:`Callback`, :class:`~nnxp.callbacks.EarlyStopping`, ...); one
+        that sets ``net.stop_training = True`` ends training after that epoch.
 
     Returns the :class:`History` (``history`` extended, if given).
 
@@ -117,12 +132,16 @@ def fit(
     if schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
     x = net.inputs(x)
-    n = x.shape[0]
-    y = net.targets(y, n)
+    y = net.targets(y, x.shape[0])
     val = None
+    if validation_data is not None and validation_split:
+        raise ConfigError("give validation_data or validation_split, not both")
     if validation_data is not None:
         xv = net.inputs(validation_data[0], "validation x")
         val = (xv, net.targets(validation_data[1], xv.shape[0], "validation y"))
+    elif validation_split:
+        x, y, val = _hold_out(net, x, y, validation_split, seed)
+    n = x.shape[0]
     history = history if history is not None else History()
     callbacks = list(callbacks)
     out = out or print
@@ -135,7 +154,8 @@ def fit(
     index_dtype = backend.index_dtype
     steps = math.ceil(n / batch_size)
     run_started = time.perf_counter()
-    with backend.context():  # CuPy: run on the network's GPU
+    net.stop_training = False
+    with backend.context(), thread_limit(threads, batch_size, net.sizes, backend):
         for epoch in range(initial_epoch, epochs):
             started = time.perf_counter()
             optimizer.lr = optimizer.initial_lr * SCHEDULES[schedule](epoch, epochs)
@@ -178,7 +198,23 @@ def fit(
                                   _run_eta(run_started, epoch + 1 - initial_epoch, epochs - epoch - 1)))
             for callback in callbacks:
                 callback.on_epoch_end(net, optimizer, record, history)
+            if net.stop_training:
+                break
     return history
+
+
+def _hold_out(net: Network, x: Any, y: Any, fraction: float, seed: int) -> tuple[Any, Any, tuple[Any, Any]]:
+    """(x_train, y_train, (x_val, y_val)): a stratified ``fraction`` of (x, y) held out.
+
+    Classes are read from the targets once (argmax, or >= 0.5 for one
+    output), on the host; the rows are gathered on the device.
+    """
+    xp = net.xp
+    classes = y[:, 0] >= 0.5 if y.shape[1] == 1 else xp.argmax(y, axis=1)
+    keep, held = stratified_split(to_numpy(classes), fraction, seed)
+    keep, held = (net.backend.asarray(i, net.backend.index_dtype) for i in (keep, held))
+    return (xp.take(x, keep, axis=0), xp.take(y, keep, axis=0),
+            (xp.take(x, held, axis=0), xp.take(y, held, axis=0)))
 
 
 SCHEDULES: dict[str, Callable[[int, int], float]] = {
@@ -250,8 +286,10 @@ def format_record(record: dict[str, float], epochs: int, eta: float | None = Non
     width = len(str(epochs))
     parts = [f"epoch {int(record['epoch']):>{width}}/{epochs}",
              f"loss {record['loss']:.4f}", f"acc {100 * record['accuracy']:6.2f}%"]
-    if "val_loss" in record:
-        parts += [f"test loss {record['val_loss']:.4f}", f"test acc {100 * record['val_accuracy']:6.2f}%"]
+    for prefix, name in (("val_", "val"), ("test_", "test")):
+        if prefix + "loss" in record:
+            parts += [f"{name} loss {record[prefix + 'loss']:.4f}",
+                      f"{name} acc {100 * record[prefix + 'accuracy']:6.2f}%"]
     parts += [f"{record['seconds']:.1f}s", f"{record['samples_per_second']:,.0f} samples/s"]
     if eta:
         parts.append(f"ETA {_clock(eta)}")

@@ -63,3 +63,20 @@ def test_bad_thread_counts_are_clear_errors(bad):
 def test_good_thread_counts():
     assert check_threads(None) is None and check_threads("auto") is None
     assert check_threads(3) == 3 and check_threads("2") == 2 and check_threads(np.int64(4)) == 4
+
+
+@pytest.mark.skipif(not _blas_threads(), reason="threadpoolctl finds no BLAS in this process")
+def test_fit_trains_under_the_thread_limit():
+    seen = []
+
+    class Watch(nnxp.Callback):
+        def on_epoch_end(self, net, optimizer, record, history):
+            seen.append(_blas_threads())
+
+    before = _blas_threads()
+    x = np.random.default_rng(0).normal(size=(64, 4))
+    net = nnxp.Network([4, 3, 2], device="cpu")
+    net.fit(x, (x[:, 0] > 0).astype(int), epochs=2, threads=1, callbacks=[Watch()], verbose=0)
+    assert seen == [{1}, {1}] and _blas_threads() == before
+    with pytest.raises(nnxp.ConfigError, match="threads must be"):
+        net.fit(x, (x[:, 0] > 0).astype(int), threads=0)
