@@ -32,7 +32,8 @@ __all__ = ["Backend", "get_backend", "backend_of", "cuda_available", "DTYPES"]
 DTYPES = ("float32", "float64")
 
 _CUDA_INSTALL_HINT = (
-    "pip install 'nnxp[cuda12]' (CUDA 12) or 'nnxp[cuda13]' (CUDA 13)"
+    "pip install 'nnxp[cuda12]' (CUDA 12) or 'nnxp[cuda13]' (CUDA 13); "
+    "in a clone: pip install '.[cuda12]' or '.[cuda13]'"
 )
 
 

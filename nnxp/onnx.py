@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ._extras import require
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .backend import to_numpy
 from .data._atomic import atomic_write_bytes
@@ -52,11 +53,9 @@ _SIMPLE = {ReLU: "Relu", Sigmoid: "Sigmoid", Tanh: "Tanh"}
 
 def _import_onnx() -> Any:
     try:
-        import onnx
-    except ImportError:
-        raise ConfigError("ONNX export needs the onnx package: pip install 'nnxp[onnx]' "
-                          "(in a clone: pip install '.[onnx]')") from None
-    return onnx
+        return require("onnx", "onnx", "ONNX export")
+    except ImportError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def to_onnx(net: Any, *, name: str = "nnxp") -> Any:

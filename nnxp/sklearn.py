@@ -23,17 +23,15 @@ from typing import Any
 
 import numpy as np
 
-try:
-    from sklearn.base import BaseEstimator, ClassifierMixin
-    from sklearn.utils import check_random_state
-    from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import check_is_fitted, validate_data
-except ImportError as exc:  # pragma: no cover - exercised only without scikit-learn
-    raise ImportError(
-        f"nnxp.sklearn needs scikit-learn ({exc}): pip install 'nnxp[sklearn]' "
-        "(in a clone: pip install '.[sklearn]')") from None
+from ._extras import require
 
-from .backend import to_numpy
+require("sklearn", "sklearn", "nnxp.sklearn", package="scikit-learn")
+from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
+from sklearn.utils import check_random_state  # noqa: E402
+from sklearn.utils.multiclass import check_classification_targets  # noqa: E402
+from sklearn.utils.validation import check_is_fitted, validate_data  # noqa: E402
+
+from .backend import to_numpy  # noqa: E402
 from .network import Network
 from .optim import get_optimizer
 from .threads import thread_limit
