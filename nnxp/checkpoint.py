@@ -21,7 +21,7 @@ from .optim import Optimizer, get_optimizer
 from .serialization import network_from, read_arrays, save
 from .train import History
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint"]
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "save_trained_model", "read_training"]
 
 _PREFIX = "optimizer."
 
@@ -35,14 +35,31 @@ class Checkpoint:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+def _training(history: History, settings: dict[str, Any] | None) -> dict[str, Any]:
+    return {"epoch": len(history), "history": history.records, "settings": settings or {}}
+
+
 def save_checkpoint(path: str | os.PathLike, net: Network, optimizer: Optimizer, history: History,
                     settings: dict[str, Any] | None = None) -> None:
     info, arrays = optimizer.state_dict()
     save(net, path,
          extra_arrays={_PREFIX + name: a for name, a in arrays.items()},
-         extra_metadata={"optimizer": info,
-                         "training": {"epoch": len(history), "history": history.records,
-                                      "settings": settings or {}}})
+         extra_metadata={"optimizer": info, "training": _training(history, settings)})
+
+
+def save_trained_model(path: str | os.PathLike, net: Network, history: History,
+                       settings: dict[str, Any] | None = None) -> None:
+    """A model file (weights and config, no optimizer state) that also records how it was
+    trained: the history and settings (dataset, ...), for ``nnxp plot`` and dataset checks."""
+    save(net, path, extra_metadata={"training": _training(history, settings)})
+
+
+def read_training(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``training`` record of a model or checkpoint file: ``epoch``, ``history``
+    (per-epoch records) and ``settings``; ``{}`` for a file that has none."""
+    _, metadata = read_arrays(path)
+    training = metadata.get("training")
+    return training if isinstance(training, dict) else {}
 
 
 def load_checkpoint(path: str | os.PathLike, device: Any = "auto") -> Checkpoint:
