@@ -1611,7 +1611,7 @@ def _readme_parts(path: Path, kind: str) -> tuple[str, str, str]:
 
 def update_readme(path: Path, result: dict[str, Any]) -> None:
     """Replace the step or race section of ``path`` (between its markers) with this result's markdown."""
-    from .data._atomic import atomic_open
+    from ._files import atomic_open
 
     kind = "race" if result.get("kind") == "race" else "step"
     before, _, after = _readme_parts(path, kind)
@@ -1624,7 +1624,7 @@ def update_readme(path: Path, result: dict[str, Any]) -> None:
 
 
 def _write_json(path: Path, result: dict[str, Any]) -> None:
-    from .data._atomic import atomic_open
+    from ._files import atomic_open
 
     try:
         with atomic_open(path, "w") as f:

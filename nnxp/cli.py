@@ -298,7 +298,7 @@ class _WriteMetrics:
         self.path = path
 
     def on_epoch_end(self, net, optimizer, record, history) -> None:
-        from .data._atomic import atomic_open
+        from ._files import atomic_open
 
         try:
             with atomic_open(self.path, "w") as f:

@@ -624,7 +624,7 @@ def _figure_format(path: Path) -> str:
 
 def _save_figure(fig: Any, path: Path) -> None:
     """Write ``fig`` to ``path`` atomically, in the format its suffix names."""
-    from .data._atomic import atomic_open
+    from ._files import atomic_open
 
     try:
         with atomic_open(path, "wb") as f:
