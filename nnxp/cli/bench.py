@@ -1,15 +1,13 @@
 """``nnxp bench``: time a training step against references, or race to a test accuracy.
 
 The harness itself is the library package :mod:`nnxp.bench`; this module is its
-command line (and what ``scripts/bench.py`` and ``scripts/race.py`` run).
+command line (``scripts/bench.py`` and ``scripts/race.py`` run ``nnxp bench``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from ..errors import ConfigError, DataError
 from .args import (bench_contenders, check_writable, int_list, nonnegative_float, positive_float, positive_int,
                    sizes_list)
 
-__all__ = ["add_commands", "cmd_bench", "main", "race_main"]
+__all__ = ["add_commands", "cmd_bench"]
 
 
 def add_commands(commands: Any) -> None:
@@ -159,16 +157,3 @@ def _check_device(spec: str) -> str:
         except ImportError:
             pass
     return text
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``nnxp bench ARGS`` (what ``scripts/bench.py`` runs)."""
-    from .main import main as nnxp_main
-
-    return nnxp_main(["bench", *(sys.argv[1:] if argv is None else argv)])
-
-
-def race_main(argv: Sequence[str] | None = None) -> int:
-    """``nnxp bench --race ARGS`` (what ``scripts/race.py`` runs)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    return main(["--race", *[a for a in argv if a != "--race"]])
