@@ -70,7 +70,7 @@ class EarlyStopping(Callback):
         self.restore_best_weights = restore_best_weights
         self.wait = 0
         self.stopped_epoch = 0
-        self._best_weights: list[tuple[Any, Any]] | None = None
+        self._best_weights: list[Any] | None = None
 
     @property
     def best_epoch(self) -> int:
@@ -84,14 +84,14 @@ class EarlyStopping(Callback):
         if self._monitor.improved(record):
             self.wait = 0
             if self.restore_best_weights:
-                self._best_weights = _device_copy(net)
+                self._best_weights = _device_copy(net, net.parameters())
             return
         self.wait += 1
         if self.wait >= self.patience:
             self.stopped_epoch = int(record["epoch"])
             net.stop_training = True
             if self.restore_best_weights and self._best_weights is not None:
-                net.set_weights(self._best_weights)
+                net.set_parameters(_device_copy(net, self._best_weights))
 
 
 class SaveBest(Callback):
@@ -116,8 +116,6 @@ class SaveBest(Callback):
                 "epoch": int(record["epoch"]), self._monitor.monitor: self._monitor.best}})
 
 
-def _device_copy(net: Any) -> list[tuple[Any, Any]]:
-    """Copies of every layer's (W, b), on the network's device (no host transfer)."""
-    xp = net.xp
-    params = [xp.asarray(p, copy=True) for p in net.parameters()]
-    return list(zip(params[0::2], params[1::2]))
+def _device_copy(net: Any, arrays: list[Any]) -> list[Any]:
+    """Copies of ``arrays`` on the network's device (no host transfer)."""
+    return [net.xp.asarray(a, copy=True) for a in arrays]

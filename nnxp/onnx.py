@@ -40,8 +40,9 @@ import numpy as np
 from ._extras import require
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .backend import to_numpy
-from .data._atomic import atomic_write_bytes
+from ._files import atomic_write_bytes
 from .errors import ConfigError, DataError
+from .layers import Dense, Dropout
 
 __all__ = ["to_onnx", "export_onnx", "OPSET"]
 
@@ -68,10 +69,15 @@ def to_onnx(net: Any, *, name: str = "nnxp") -> Any:
     np_dtype = np.float64 if float64 else np.float32
     nodes, inits = [], []
     x = "input"
-    dense = [layer for layer in net.layers if getattr(layer, "kind", "dense") != "dropout"]
-    for i, layer in enumerate(dense):
-        w = numpy_helper.from_array(np.ascontiguousarray(to_numpy(layer.weight), np_dtype), f"layers.{i}.weight")
-        b = numpy_helper.from_array(np.ascontiguousarray(to_numpy(layer.bias), np_dtype), f"layers.{i}.bias")
+    for i, layer in enumerate(net.layers):
+        if type(layer) is Dropout:  # inference: the identity
+            continue
+        if type(layer) is not Dense:
+            raise ConfigError(f"layer {i} ({layer!r}) has no ONNX export here; export supports Dense "
+                              "and Dropout layers")
+        weight, bias = layer.parameters()
+        w = numpy_helper.from_array(np.ascontiguousarray(to_numpy(weight), np_dtype), f"layers.{i}.weight")
+        b = numpy_helper.from_array(np.ascontiguousarray(to_numpy(bias), np_dtype), f"layers.{i}.bias")
         inits += [w, b]
         z = f"layers.{i}.z"
         nodes.append(helper.make_node("Gemm", [x, w.name, b.name], [z], name=f"layers.{i}.gemm", transB=1))

@@ -353,16 +353,16 @@ def test_images_with_a_model_marks_mistakes(capsys, bundled, model):
 
 def test_png_titles_show_the_predicted_probability(capsys, tmp_path, bundled, model, monkeypatch):
     pytest.importorskip("matplotlib", reason="matplotlib is not installed")
-    import nnxp.viz
+    import nnxp.cli.images
 
     seen = {}
-    real = nnxp.viz.digit_grid_figure
+    real = nnxp.cli.images.digit_grid_figure
 
     def spy(images, titles, wrong, suptitle=""):
         seen["titles"] = titles
         return real(images, titles, wrong, suptitle)
 
-    monkeypatch.setattr(nnxp.viz, "digit_grid_figure", spy)
+    monkeypatch.setattr(nnxp.cli.images, "digit_grid_figure", spy)
     code, _, _ = run_cli(capsys, "images", "--model", model[1], "--count", "3", "--png",
                          tmp_path / "g.png", "--no-text", "--device", "cpu")
     assert code == 0
