@@ -203,3 +203,35 @@ def test_scripts_are_thin_wrappers():
         done = subprocess.run([sys.executable, str(root / "scripts" / script), "--help"],
                               capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 0 and "nnxp bench" in done.stdout
+
+
+def test_waiting_for_a_quiet_machine_is_said_at_once(capsys, monkeypatch):
+    from nnxp.bench.timing import CpuMonitor
+
+    monitor = CpuMonitor()
+    monitor.ok = True
+    monkeypatch.setattr(monitor, "snapshot", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(CpuMonitor, "foreign_cores", staticmethod(lambda a, b: 1.5))  # always busy
+    waited, load = monitor.wait_idle(0.25, max_wait_s=0.2, window_s=0.05)
+    assert 0.2 <= waited < 2.0 and load == 1.5
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("  other processes use 1.50 cores: waiting up to ")
+    assert err[0].endswith(" s for them to use less than 0.25 (--max-wait SECONDS, "
+                           "--max-foreign-load inf to not wait)")
+    assert len(err) == 2 and err[1].startswith("  ... still busy after")
+
+
+def test_quick_waits_a_few_seconds_at_most(monkeypatch):
+    import nnxp.cli.bench
+
+    seen = {}
+
+    def fake_run(*args, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(nnxp.cli.bench, "run_step_bench", fake_run)
+    for argv, wait in ((["--quick"], 5.0), ([], 600.0), (["--quick", "--max-wait", "30"], 30.0)):
+        with pytest.raises(SystemExit):
+            nnxp.cli.main(["bench", *argv])
+        assert seen["max_wait_s"] == wait

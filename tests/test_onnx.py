@@ -66,3 +66,13 @@ def test_a_changed_activation_is_refused_not_exported_wrongly():
     net = nnxp.Network([2, 2, 2], hidden=Clipped(), device="cpu")
     with pytest.raises(nnxp.ConfigError, match="no ONNX equivalent"):
         to_onnx(net)
+
+
+def test_dropout_is_left_out_as_at_inference(tmp_path):
+    net = nnxp.Network([6, 8, 8, 3], dropout=0.5, device="cpu", seed=1)
+    assert any(type(layer).__name__ == "Dropout" for layer in net.layers)
+    x = np.random.default_rng(1).normal(size=(9, 6)).astype(np.float32)
+    got = run_onnx(to_onnx(net).SerializeToString(), x)
+    np.testing.assert_allclose(got, host(net.predict(x)), atol=1e-6)
+    ops = [node.op_type for node in to_onnx(net).graph.node]
+    assert ops == ["Gemm", "Relu", "Gemm", "Relu", "Gemm", "Softmax", "Identity"]

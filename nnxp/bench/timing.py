@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .contenders import Contender
+from .report import log
 
 __all__ = ["Budget", "CpuMonitor", "measure", "summary"]
 
@@ -46,17 +47,28 @@ class CpuMonitor:
 
     def wait_idle(self, max_foreign: float, max_wait_s: float, window_s: float = 0.5) -> tuple[float, float | None]:
         """Sleep until other processes use less than ``max_foreign`` cores over a window (at most
-        ``max_wait_s``); returns (seconds waited, the last window's foreign load)."""
+        ``max_wait_s``); returns (seconds waited, the last window's foreign load).
+
+        When it has to wait, it says so at once on stderr: what it waits for and for how long."""
         if not self.ok or not math.isfinite(max_foreign) or max_wait_s <= 0:
             return 0.0, None
         t0 = time.perf_counter()
+        said = False
         while True:
             a = self.snapshot()
             time.sleep(window_s)
             load = self.foreign_cores(a, self.snapshot())
             waited = time.perf_counter() - t0
             if load is None or load < max_foreign or waited >= max_wait_s:
+                if said:
+                    log(f"  ... {'quiet' if load is not None and load < max_foreign else 'still busy'}"
+                        f" after {waited:.1f} s; measuring")
                 return waited, load
+            if not said:
+                said = True
+                log(f"  other processes use {load:.2f} cores: waiting up to {max_wait_s - waited:.0f} s "
+                    f"for them to use less than {max_foreign:g} (--max-wait SECONDS, "
+                    "--max-foreign-load inf to not wait)")
 
 
 class Budget:

@@ -56,8 +56,9 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--max-foreign-load", type=nonnegative_float, default=0.25, metavar="CORES",
                    help="a round (race: a run) during which other processes used more than this many "
                         "cores is retaken once the machine is quiet; 'inf' never retakes (default: 0.25)")
-    p.add_argument("--max-wait", type=nonnegative_float, default=600.0, metavar="SECONDS",
-                   help="the most the whole run waits for other processes to go quiet (default: 600)")
+    p.add_argument("--max-wait", type=nonnegative_float, default=None, metavar="SECONDS",
+                   help="the most the whole run waits for other processes to go quiet; it says when it "
+                        "waits (default: 600; 5 with --quick)")
     p.add_argument("--quick", action="store_true",
                    help="short smoke run: 784-128-10 at batch 64 (unless --sizes/--batches), few samples")
     p.add_argument("--json", type=Path, metavar="PATH", help="write raw samples, summary and machine info (atomically)")
@@ -105,6 +106,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.readme is not None:
         readme_parts(args.readme, "race" if args.race else "step")  # fail now, not after the run
     argv = args.argv[args.argv.index("bench") + 1:]
+    if args.max_wait is None:
+        args.max_wait = 5.0 if args.quick else 600.0
     if args.race:
         result = run_race(dataset=args.dataset, data_dir=args.data_dir, download=args.download,
                           target=args.target,
