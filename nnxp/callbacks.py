@@ -70,7 +70,19 @@ class EarlyStopping(Callback):
         self.restore_best_weights = restore_best_weights
         self.wait = 0
         self.stopped_epoch = 0
+        self.restored = False  # whether the best epoch's weights were put back
         self._best_weights: list[Any] | None = None
+
+    def prime(self, history: History | None) -> None:
+        """Take up the count from the records of epochs already done (a resumed run).
+
+        The best epoch's weights are not in them: if that epoch came before the
+        resume and training stops, the network keeps its last weights
+        (``restored`` stays False); keep a copy with :class:`SaveBest`.
+        """
+        for record in (history.records if history is not None else []):
+            if self._monitor.monitor in record:
+                self.wait = 0 if self._monitor.improved(record) else self.wait + 1
 
     @property
     def best_epoch(self) -> int:
@@ -92,6 +104,7 @@ class EarlyStopping(Callback):
             net.stop_training = True
             if self.restore_best_weights and self._best_weights is not None:
                 net.set_parameters(_device_copy(net, self._best_weights))
+                self.restored = True
 
 
 class SaveBest(Callback):

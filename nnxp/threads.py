@@ -44,7 +44,7 @@ from typing import Any, Iterator, Sequence
 from .errors import ConfigError
 
 __all__ = ["SMALL_GEMM", "SAMPLE_SECONDS", "usable_cores", "idle_cores", "choose_threads",
-           "check_threads", "thread_limit"]
+           "check_threads", "thread_limit", "limit_threads"]
 
 #: below this many multiply-adds in the widest layer's product a second thread does not pay
 SMALL_GEMM = 8_000_000
@@ -131,12 +131,13 @@ def thread_limit(threads: Any, batch_size: int, sizes: Sequence[int],
         return
     if n is None:
         n = choose_threads(int(batch_size), [int(s) for s in sizes])
-    with _limit(n):
+    with limit_threads(n):
         yield n
 
 
 @contextlib.contextmanager
-def _limit(n: int) -> Iterator[None]:
+def limit_threads(n: int) -> Iterator[None]:
+    """A ``with`` block in which BLAS/OpenMP pools (threadpoolctl) and PyTorch use ``n`` threads."""
     from threadpoolctl import threadpool_limits
 
     torch = sys.modules.get("torch")

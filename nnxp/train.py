@@ -115,8 +115,10 @@ def fit(
     threads : CPU threads for the matrix products (None: the measured
         default of :mod:`nnxp.threads`).
     callbacks : objects with ``on_epoch_end(net, optimizer, record, history)``
-        (:class:`Callback`, :class:`~nnxp.callbacks.EarlyStopping`, ...); one
-        that sets ``net.stop_training = True`` ends training after that epoch.
+        (:class:`Callback`, :class:`~nnxp.callbacks.EarlyStopping`, ...), called
+        in order after each epoch, before its line is printed (so they may add
+        values to ``record``); one that sets ``net.stop_training = True`` ends
+        training after that epoch.
 
     Returns the :class:`History` (``history`` extended, if given).
 
@@ -198,11 +200,11 @@ def fit(
                     f"the learning rate ({optimizer.lr:g}) is probably too high, try a lower one"
                 )
             history.records.append(record)
-            if verbose:
-                out(format_record(record, epochs,
-                                  _run_eta(run_started, epoch + 1 - initial_epoch, epochs - epoch - 1)))
-            for callback in callbacks:
+            for callback in callbacks:  # may add to the record (test_loss, ...) or stop training
                 callback.on_epoch_end(net, optimizer, record, history)
+            if verbose:
+                left = 0 if net.stop_training else epochs - epoch - 1
+                out(format_record(record, epochs, _run_eta(run_started, epoch + 1 - initial_epoch, left)))
             if net.stop_training:
                 break
     return history

@@ -36,3 +36,23 @@ def test_sklearn_estimator_without_sklearn(monkeypatch):
     with pytest.raises(ImportError, match=r"^nnxp.sklearn needs scikit-learn: pip install 'nnxp\[sklearn\]'"):
         importlib.import_module("nnxp.sklearn")
     monkeypatch.delitem(sys.modules, "nnxp.sklearn", raising=False)
+
+
+def test_pip_install_dot_covers_predict_and_the_hints_name_their_extra():
+    """What the README's command table promises: Pillow is a core dependency (nnxp predict reads
+    PNG/JPEG after `pip install .`); matplotlib, onnx and scikit-learn are extras."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    core = " ".join(project["dependencies"])
+    assert "pillow" in core and "threadpoolctl" in core
+    for extra, package in (("plot", "matplotlib"), ("onnx", "onnx"), ("sklearn", "scikit-learn")):
+        assert package not in core and any(package in d for d in project["optional-dependencies"][extra])
+    readme = (root / "README.md").read_text()
+    table = readme[readme.index("| command | what it does |"):]
+    table = table[:table.index("\n\n")]
+    for command, extra in (("nnxp plot", "plot"), ("nnxp export", "onnx")):
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{command}"))
+        assert install_hint(extra) in row, row

@@ -76,3 +76,17 @@ def test_dropout_is_left_out_as_at_inference(tmp_path):
     np.testing.assert_allclose(got, host(net.predict(x)), atol=1e-6)
     ops = [node.op_type for node in to_onnx(net).graph.node]
     assert ops == ["Gemm", "Relu", "Gemm", "Relu", "Gemm", "Softmax", "Identity"]
+
+
+def test_export_command(capsys, tmp_path):
+    from conftest import one_line_error, run_cli
+
+    net = nnxp.Network([784, 32, 10], device="cpu", seed=2, dtype="float64")
+    model, out = tmp_path / "m.safetensors", tmp_path / "m.onnx"
+    net.save(model)
+    code, printed, _ = run_cli(capsys, "export", model, out, "--threads", "1")
+    assert code == 0 and printed == f"wrote {out} (784-32-10, float64, ONNX opset 17)\n"
+    x = image_inputs(load_dataset("bundled").test_images).astype(np.float64)
+    np.testing.assert_allclose(run_onnx(out, x), host(net.predict(x)), atol=1e-12)
+    code, _, err = run_cli(capsys, "export", model, tmp_path / "m.txt")
+    assert code == 2 and "must end in .onnx" in one_line_error(err)

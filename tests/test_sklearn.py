@@ -131,3 +131,15 @@ def test_device_and_dtype(backend, dtype_name):
 def test_one_class_is_a_clear_error():
     with pytest.raises(ValueError, match="at least 2 classes; got 1 class"):
         MLPClassifier().fit(np.zeros((4, 2)), [7, 7, 7, 7])
+
+
+def test_readme_example_runs(digits):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "MLPClassifier" in b]
+    x_train, x_test, y_train, y_test = digits
+    namespace = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["model"].score(x_test, y_test) > 0.93

@@ -300,7 +300,7 @@ def test_predict_without_pillow_says_what_to_install(capsys, monkeypatch, tmp_pa
     (tmp_path / "x.pgm").write_bytes(pgm_p5(stroke_image()))
     monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL now raises ImportError
     code, _, err = run_cli(capsys, "predict", model[1], tmp_path / "x.png", "--device", "cpu")
-    assert code == 2 and "pip install 'nnxp[plot]'" in one_line_error(err)
+    assert code == 2 and "pip install pillow, or convert the image to PGM" in one_line_error(err)
     code, out, _ = run_cli(capsys, "predict", model[1], tmp_path / "x.pgm", "--device", "cpu")
     assert code == 0 and out.startswith(f"{tmp_path / 'x.pgm'}: ")
 
@@ -418,7 +418,7 @@ def test_images_png_without_matplotlib(capsys, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     code, out, err = run_cli(capsys, "images", "--png", tmp_path / "grid.png")
     assert code == 2 and out == ""
-    assert "needs matplotlib: pip install 'nnxp[plot]'" in one_line_error(err)
+    assert "needs matplotlib: pip install 'nnxp[plot]' (in a clone: pip install '.[plot]')" in one_line_error(err)
     assert not list(tmp_path.iterdir())
 
 

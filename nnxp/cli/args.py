@@ -15,9 +15,9 @@ from ..bench import CONTENDERS
 from ..errors import DataError
 
 __all__ = [
-    "add_data_arguments", "add_device_argument", "bench_contenders", "check_writable", "int_list",
-    "layer_sizes", "load_data", "nonnegative_float", "nonnegative_int", "positive_float",
-    "positive_int", "sizes_list",
+    "add_data_arguments", "add_device_argument", "add_threads_argument", "bench_contenders",
+    "check_writable", "fraction", "int_list", "layer_sizes", "load_data", "load_model", "nonnegative_float",
+    "nonnegative_int", "positive_float", "positive_int", "sizes_list", "thread_count", "warn_other_dataset",
 ]
 
 
@@ -40,6 +40,24 @@ positive_int = _number(int, "a whole number", lambda v: v >= 1, "must be at leas
 nonnegative_int = _number(int, "a whole number", lambda v: v >= 0, "must be zero or more")
 positive_float = _number(float, "a number", lambda v: 0 < v < float("inf"), "must be a positive number")
 nonnegative_float = _number(float, "a number", lambda v: 0 <= v < float("inf"), "must be zero or positive")
+
+
+def fraction(text: str) -> float:
+    """A number strictly between 0 and 1 (``0`` is allowed too: none)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction from 0 to below 1, e.g. 0.1")
+    return value
+
+
+def thread_count(text: str) -> int | None:
+    """A positive thread count, or ``auto`` (None: nnxp's measured default)."""
+    if text.strip().lower() == "auto":
+        return None
+    return positive_int(text)
 
 
 def layer_sizes(text: str) -> list[int]:
@@ -106,6 +124,13 @@ def check_writable(path: Path | None) -> None:
 
 # -- shared arguments ------------------------------------------------------------------------
 
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=thread_count, default=None, metavar="N",
+                   help="CPU threads for the matrix products (BLAS and PyTorch); auto: one thread "
+                        "for small products, else the cores idle now (see nnxp.threads). "
+                        "Default: auto for train, the BLAS's own count otherwise")
+
+
 def add_device_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,cuda:N}",
                    help="where to compute: auto (CUDA if CuPy sees a GPU, else CPU), cpu, cuda, "
@@ -122,6 +147,26 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
                         "/usr/share/datasets/fashion-mnist)")
     p.add_argument("--download", action="store_true",
                    help="download the dataset if it is not found (SHA-256 verified)")
+
+
+def load_model(path: Path, device: object) -> tuple[object, str | None]:
+    """(network, the dataset it was trained on if the file records it)."""
+    from ..serialization import network_from, read_arrays
+
+    arrays, metadata = read_arrays(path)
+    net = network_from(arrays, metadata, path, device)
+    training = metadata.get("training")
+    settings = training.get("settings") if isinstance(training, dict) else None
+    dataset = settings.get("dataset") if isinstance(settings, dict) else None
+    return net, dataset if isinstance(dataset, str) else None
+
+
+def warn_other_dataset(model: Path, trained_on: str | None, dataset: str) -> None:
+    """A warning on stderr when ``model`` was trained on another dataset than ``dataset``
+    (bundled is a part of MNIST, so those two go together)."""
+    if trained_on and trained_on != dataset and {trained_on, dataset} != {"bundled", "mnist"}:
+        print(f"nnxp: warning: {model} was trained on {trained_on}, these are {dataset} images "
+              f"(pass --dataset {trained_on}?)", file=sys.stderr)
 
 
 def load_data(args: argparse.Namespace):

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .args import add_data_arguments, add_device_argument, load_data
+from .args import add_data_arguments, add_device_argument, load_data, load_model, warn_other_dataset
 
 __all__ = ["add_commands", "cmd_evaluate", "confusion_matrix", "format_confusion"]
 
@@ -27,11 +27,11 @@ def add_commands(commands: Any) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..data import image_inputs
-    from ..serialization import load
     from ..train import evaluate
 
-    net = load(args.model, device=args.device)
+    net, trained_on = load_model(args.model, args.device)
     data = load_data(args)
+    warn_other_dataset(args.model, trained_on, data.name)
     images = data.test_images if args.split == "test" else data.train_images
     labels = data.test_labels if args.split == "test" else data.train_labels
     x = image_inputs(images)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ from ..viz.figures import digit_grid_figure, figure_format, metrics_figure, requ
 from ..viz.images import FIELD, INSTALL_PLOT, read_image, to_mnist
 from ..viz.metrics import read_metrics
 from ..viz.terminal import colour, format_digits, half_block_art, terminal_width, text_art
-from .args import add_data_arguments, add_device_argument, check_writable, nonnegative_int, positive_int
+from .args import (add_data_arguments, add_device_argument, check_writable, load_model, nonnegative_int,
+                   positive_int, warn_other_dataset)
 
 __all__ = ["add_commands", "cmd_predict", "cmd_images", "cmd_plot"]
 
@@ -44,7 +44,7 @@ def add_commands(commands: Any) -> None:
     p.add_argument("model", type=Path, metavar="MODEL", help="a .safetensors file written by nnxp train")
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
                    help="PGM files (read without extra packages), or PNG, JPEG and other "
-                        f"formats Pillow reads ({INSTALL_PLOT})")
+                        "formats Pillow reads")
     add_device_argument(p)
     p.add_argument("--classes", default="auto", choices=["auto", "mnist", "fashion-mnist"],
                    help="names of a 10-output model's classes: auto takes the dataset the model "
@@ -91,18 +91,6 @@ def add_commands(commands: Any) -> None:
 
 # -- models -------------------------------------------------------------------------------------
 
-def _load_model(path: Path, device: Any) -> tuple[Any, str | None]:
-    """(network, the dataset it was trained on if the file records it)."""
-    from ..serialization import network_from, read_arrays
-
-    arrays, metadata = read_arrays(path)
-    net = network_from(arrays, metadata, path, device)
-    training = metadata.get("training")
-    settings = training.get("settings") if isinstance(training, dict) else None
-    dataset = settings.get("dataset") if isinstance(settings, dict) else None
-    return net, dataset if isinstance(dataset, str) else None
-
-
 def _probabilities(net: Any, x: np.ndarray) -> tuple[np.ndarray, bool]:
     """((N, K) host scores per class, whether they are probabilities); one forward pass.
 
@@ -120,7 +108,7 @@ def _probabilities(net: Any, x: np.ndarray) -> tuple[np.ndarray, bool]:
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..data import FASHION_MNIST_CLASSES, MNIST_CLASSES, image_inputs
 
-    net, trained_on = _load_model(args.model, args.device)
+    net, trained_on = load_model(args.model, args.device)
     if net.sizes[0] != FIELD * FIELD:
         raise DataError(f"{args.model} takes {net.sizes[0]} inputs, but nnxp predict gives it 28x28 "
                         "images (784 inputs): use a model trained on MNIST-style data")
@@ -171,7 +159,7 @@ def cmd_images(args: argparse.Namespace) -> int:
         require_matplotlib()
     net = None
     if args.model is not None:
-        net, trained_on = _load_model(args.model, args.device)
+        net, trained_on = load_model(args.model, args.device)
 
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
     images = data.test_images if args.split == "test" else data.train_images
@@ -186,9 +174,7 @@ def cmd_images(args: argparse.Namespace) -> int:
             raise DataError(f"{args.model} takes {net.sizes[0]} inputs and gives {net.sizes[-1]} "
                             f"classes; {data.name} has {pixels} and {data.num_classes}: "
                             "use a model trained on it")
-        if trained_on and trained_on != data.name and {trained_on, data.name} != {"bundled", "mnist"}:
-            print(f"nnxp: note: {args.model} was trained on {trained_on}; these images are "
-                  f"{data.name} (pass --dataset {trained_on}?)", file=sys.stderr)
+        warn_other_dataset(args.model, trained_on, data.name)
 
     classes = data.classes
     predicted = None

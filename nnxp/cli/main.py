@@ -4,13 +4,15 @@ every :class:`~nnxp.errors.NnxpError` into one line ``nnxp: error: ...`` and exi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import DivergenceError, NnxpError
-from . import bench, evaluate, images, train
+from . import bench, evaluate, export, images, train
+from .args import add_threads_argument
 
 __all__ = ["main", "build_parser"]
 
@@ -27,9 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nnxp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-    for command_group in (train, evaluate, images, bench):
+    for command_group in (train, evaluate, images, export, bench):
         command_group.add_commands(commands)
+    for name, command in commands.choices.items():
+        if name not in _OWN_THREADS:
+            add_threads_argument(command)
     return parser
+
+
+# Commands that apply --threads themselves (train: per shape, through fit; bench: per contender).
+_OWN_THREADS = ("train", "bench")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,8 +49,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error (already printed)
         return exc.code if isinstance(exc.code, int) else 0
     args.argv = argv  # the command line, for commands that record it (bench)
+    threads = getattr(args, "threads", None)
+    if threads is not None and args.command not in _OWN_THREADS:
+        from ..threads import limit_threads
+
+        limit = limit_threads(threads)
+    else:
+        limit = contextlib.nullcontext()
     try:
-        return int(args.func(args) or 0)
+        with limit:
+            return int(args.func(args) or 0)
     except DivergenceError as exc:
         print(f"nnxp: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,13 @@
-"""``nnxp train``: train a digit recogniser, checkpointing after every epoch; ``--resume``."""
+"""``nnxp train``: train a digit recogniser, checkpointing after every epoch; ``--resume``.
+
+Model selection never looks at the test split: ``--val-split`` holds out a
+stratified part of the training data, whose loss and accuracy the epoch lines
+show and ``--patience`` / ``--save-best`` watch; the test split is evaluated
+once, at the end (every epoch with ``--eval-test-every-epoch``).  ``--save``
+writes the model (weights and config, and the run's history and settings);
+``--checkpoint`` adds the optimizer state and is rewritten after every epoch,
+so ``--resume`` can continue a run killed at any moment.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +20,8 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ConfigError, DataError, DivergenceError
-from .args import (add_data_arguments, add_device_argument, check_writable, layer_sizes, load_data,
-                   nonnegative_float, nonnegative_int, positive_float, positive_int)
+from .args import (add_data_arguments, add_device_argument, add_threads_argument, check_writable, fraction,
+                   layer_sizes, load_data, nonnegative_float, nonnegative_int, positive_float, positive_int)
 
 __all__ = ["add_commands", "cmd_train"]
 
@@ -45,19 +54,37 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--batch-size", type=positive_int, default=32, help="(default: 32)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seeds weights and shuffles (default: 0)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="(default: float32)")
+    p.add_argument("--val-split", type=fraction, default=0.0, metavar="F",
+                   help="hold out this fraction of the training data (stratified by class) for "
+                        "validation: the epoch lines show its loss and accuracy, --patience and "
+                        "--save-best watch it (default: 0, none)")
+    p.add_argument("--patience", type=positive_int, metavar="N",
+                   help="stop when the validation loss has not improved for N epochs and keep the "
+                        "best epoch's weights (needs --val-split)")
+    p.add_argument("--save-best", type=Path, metavar="PATH",
+                   help="write the model of the epoch with the lowest validation loss here, as it "
+                        "happens (needs --val-split)")
+    p.add_argument("--eval-test-every-epoch", action="store_true",
+                   help="also evaluate the test split after every epoch (default: once, at the end, "
+                        "so it plays no part in choosing the model)")
     saving = p.add_mutually_exclusive_group()
     saving.add_argument("--save", type=Path, metavar="PATH",
-                        help="model/checkpoint file, rewritten atomically after every epoch "
-                             "(default: nnxp-<dataset>.safetensors)")
-    saving.add_argument("--no-save", action="store_true", help="write no model file")
+                        help="the trained model: weights and config (no optimizer state), written "
+                             "atomically at the end (default: nnxp-<dataset>.safetensors)")
+    saving.add_argument("--no-save", action="store_true", help="write no model and no checkpoint")
+    p.add_argument("--checkpoint", type=Path, metavar="PATH",
+                   help="model plus optimizer state and progress, rewritten atomically after every "
+                        "epoch, for --resume (default: the --save name with .ckpt before the suffix)")
     p.add_argument("--resume", type=Path, metavar="PATH",
                    help="continue the run saved in this checkpoint, up to --epochs in total; the "
-                        "network, optimizer, batch size, seed and schedule come from the checkpoint, "
-                        "--lr (if given), --device, --save and --metrics from this command")
+                        "network, optimizer, batch size, seed, schedule, validation split and the "
+                        "--save/--metrics files come from the checkpoint; --lr, --device, --threads "
+                        "and any file given here from this command")
     p.add_argument("--metrics", type=Path, metavar="PATH",
                    help="write one JSON line per epoch to this file")
     p.add_argument("--tf32", action="store_true",
                    help="CUDA only: allow TF32 matrix products (CUPY_TF32=1)")
+    add_threads_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-epoch lines")
     p.set_defaults(func=cmd_train)
 
@@ -65,38 +92,45 @@ def add_commands(commands: Any) -> None:
 _DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.001, "adamw": 0.001}
 # Settings a checkpoint fixes: a resumed run takes them from the file.
 _RUN_SETTINGS = ("dataset", "hidden", "activation", "output", "loss", "init", "batch_size", "seed", "dtype",
-                 "schedule")
+                 "schedule", "val_split", "patience", "eval_test_every_epoch")
+# Files a checkpoint remembers; a resumed run keeps writing them unless told otherwise.
+_RUN_FILES = ("save", "metrics", "save_best")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..backend import get_backend
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint, save_trained_model
     from ..data import image_inputs
     from ..network import Network
     from ..optim import get_optimizer
-    from ..train import fit
+    from ..threads import choose_threads
+    from ..train import evaluate, fit
 
     if args.tf32:
         os.environ["CUPY_TF32"] = "1"
     backend = get_backend(args.device)  # an unknown device or missing GPU fails here, first
+    checkpoint = None
     if args.resume is not None:
         checkpoint = load_checkpoint(args.resume, device=backend)
         for key in _RUN_SETTINGS:
             if key in checkpoint.settings:
                 setattr(args, key, checkpoint.settings[key])
+        for key in _RUN_FILES:
+            if getattr(args, key) is None and checkpoint.settings.get(key):
+                setattr(args, key, Path(checkpoint.settings[key]))
         net, optimizer, history = checkpoint.net, checkpoint.optimizer, checkpoint.history
         if checkpoint.epoch >= args.epochs:
             raise ConfigError(f"{args.resume} has already done {checkpoint.epoch} epochs: "
                               f"pass --epochs N with N > {checkpoint.epoch} to train further")
-    save_path = None if args.no_save else (args.save or args.resume or Path(f"nnxp-{args.dataset}.safetensors"))
-    for path in (save_path, args.metrics):
-        check_writable(path)
-    if save_path is not None and args.metrics is not None and save_path.resolve() == args.metrics.resolve():
-        raise ConfigError(f"--metrics and the model file are both {save_path}: give them different paths")
+    if (args.patience or args.save_best) and not args.val_split:
+        flag = "--patience" if args.patience else "--save-best"
+        raise ConfigError(f"{flag} watches the validation loss: add --val-split 0.1 (a stratified tenth "
+                          "of the training data held out)")
+    save_path, ckpt_path = _output_paths(args)
 
     data = load_data(args)
     x_train, x_test = image_inputs(data.train_images), image_inputs(data.test_images)
-    if args.resume is None:
+    if checkpoint is None:
         sizes = [x_train.shape[1], *args.hidden, data.num_classes]
         net = Network(sizes, hidden=args.activation, output=args.output, loss=args.loss, init=args.init,
                       seed=args.seed, dtype=args.dtype, device=backend)
@@ -106,30 +140,96 @@ def cmd_train(args: argparse.Namespace) -> int:
         history = None
     elif args.lr is not None:
         optimizer.lr = optimizer.initial_lr = args.lr
+    threads = args.threads
+    if threads is None and backend.name != "cupy":
+        threads = choose_threads(args.batch_size, net.sizes)
 
     settings = {key: getattr(args, key) for key in _RUN_SETTINGS}
-    callbacks = []
+    settings.update({key: str(getattr(args, key)) for key in _RUN_FILES if getattr(args, key) is not None})
     if save_path is not None:
-        callbacks.append(_SaveCheckpoint(save_path, settings))
-        args.resume_hint = f"nnxp train --resume {save_path} --epochs {args.epochs}"
+        settings["save"] = str(save_path)
+    callbacks: list[Any] = []
+    if args.eval_test_every_epoch:
+        callbacks.append(_EvaluateTest(x_test, data.test_labels))
+    if ckpt_path is not None:
+        callbacks.append(_SaveCheckpoint(ckpt_path, settings))
+        args.resume_hint = f"nnxp train --resume {ckpt_path} --epochs {args.epochs}" + (
+            f" --metrics {args.metrics}" if args.metrics is not None else "")
     if args.metrics is not None:
         callbacks.append(_WriteMetrics(args.metrics))
+    if args.save_best is not None:
+        from ..callbacks import SaveBest
+
+        callbacks.append(SaveBest(args.save_best, metadata={"training": {"settings": settings}}))
+    stopper = None
+    if args.patience:
+        from ..callbacks import EarlyStopping
+
+        stopper = EarlyStopping(patience=args.patience)
+        stopper.prime(history)
+        callbacks.append(stopper)
 
     verbose = not args.quiet
     if verbose:
-        print(_describe_run(data, net, optimizer, args))
+        print(_describe_run(data, net, optimizer, args, threads))
+        if checkpoint is not None:
+            print(f"resumed {args.resume} at epoch {checkpoint.epoch} (of {args.epochs})")
     try:
         history = fit(net, x_train, data.train_labels, epochs=args.epochs, batch_size=args.batch_size,
-                      optimizer=optimizer, schedule=args.schedule, validation_data=(x_test, data.test_labels), seed=args.seed,
-                      initial_epoch=len(history) if history else 0, history=history,
-                      callbacks=callbacks, verbose=int(verbose), progress=verbose and sys.stderr.isatty())
+                      optimizer=optimizer, schedule=args.schedule, validation_split=args.val_split,
+                      seed=args.seed, initial_epoch=len(history) if history else 0, history=history,
+                      callbacks=callbacks, verbose=int(verbose), progress=verbose and sys.stderr.isatty(),
+                      threads=threads)
     except DivergenceError as exc:
-        kept = f"; the last good checkpoint is {save_path}" if save_path is not None and save_path.exists() else ""
+        kept = f"; the last good checkpoint is {ckpt_path}" if ckpt_path is not None and ckpt_path.exists() else ""
         raise DivergenceError(f"{exc}{kept}") from None
-    final = history.last
+    if stopper is not None and stopper.stopped_epoch:
+        restored = (f"; the weights of epoch {stopper.best_epoch} (lowest validation loss) are kept"
+                    if stopper.restored else
+                    f"; the best epoch, {stopper.best_epoch}, came before --resume: the last weights are "
+                    "kept (--save-best keeps the best)")
+        print(f"stopped early after epoch {stopper.stopped_epoch}: no better validation loss for "
+              f"{args.patience} epochs{restored}")
+    if save_path is not None:
+        save_trained_model(save_path, net, history, settings)
+    scores = evaluate(net, x_test, data.test_labels)  # the test split, once
     where = f"; model saved to {save_path}" if save_path is not None else ""
-    print(f"test accuracy {100 * final['val_accuracy']:.2f}% after {int(final['epoch'])} epochs{where}")
+    print(f"test accuracy {100 * scores['accuracy']:.2f}% (loss {scores['loss']:.4f}) after "
+          f"{int(history.last['epoch'])} epochs{where}")
     return 0
+
+
+def _output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """(model path, checkpoint path), both checked writable and distinct from the other files."""
+    if args.no_save:
+        save_path = ckpt_path = None
+    else:
+        save_path = args.save or Path(f"nnxp-{args.dataset}.safetensors")
+        ckpt_path = args.checkpoint or args.resume or save_path.with_name(
+            f"{save_path.stem}.ckpt{save_path.suffix or '.safetensors'}")
+    named = {"--save": save_path, "--checkpoint": ckpt_path, "--metrics": args.metrics,
+             "--save-best": args.save_best}
+    seen: dict[Path, str] = {}
+    for flag, path in named.items():
+        if path is None:
+            continue
+        check_writable(path)
+        if path.resolve() in seen:
+            raise ConfigError(f"{seen[path.resolve()]} and {flag} are both {path}: give them different paths")
+        seen[path.resolve()] = flag
+    return save_path, ckpt_path
+
+
+class _EvaluateTest:
+    """Adds ``test_loss`` and ``test_accuracy`` to each epoch's record (--eval-test-every-epoch)."""
+
+    def __init__(self, x: Any, y: Any):
+        self.x, self.y = x, y
+
+    def on_epoch_end(self, net, optimizer, record, history) -> None:
+        from ..train import evaluate
+
+        record.update({f"test_{k}": v for k, v in evaluate(net, self.x, self.y).items()})
 
 
 class _SaveCheckpoint:
@@ -159,9 +259,14 @@ class _WriteMetrics:
             raise DataError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
 
-def _describe_run(data, net, optimizer, args) -> str:
+def _describe_run(data, net, optimizer, args, threads: int | None) -> str:
     acts = "/".join(dict.fromkeys(a.name for a in net.activations))
-    return (f"nnxp {__version__} | {data.name}: {len(data.train_labels):,} train, "
-            f"{len(data.test_labels):,} test | {net.backend} | "
+    n_train = len(data.train_labels)
+    split = f"{n_train:,} train"
+    if args.val_split:
+        split += f" ({100 * args.val_split:g}% held out for validation)"
+    cpu = f" | {threads} thread{'s' if threads != 1 else ''}" if threads else ""
+    return (f"nnxp {__version__} | {data.name}: {split}, "
+            f"{len(data.test_labels):,} test | {net.backend}{cpu} | "
             f"{'-'.join(map(str, net.sizes))} {acts}, {net.loss.name}, {net.dtype_name} | "
             f"{optimizer.name} lr {optimizer.lr:g} | batch {args.batch_size} | seed {args.seed}")

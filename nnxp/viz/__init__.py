@@ -7,8 +7,8 @@
 - :mod:`nnxp.viz.metrics`: read the JSON-lines file ``nnxp train --metrics`` writes.
 
 The commands that use them (``nnxp predict``, ``nnxp images``, ``nnxp plot``)
-are in :mod:`nnxp.cli.images`.  Pillow and matplotlib are optional
-(``pip install 'nnxp[plot]'``) and imported only by the functions that need them.
+are in :mod:`nnxp.cli.images`.  Pillow (a dependency) and matplotlib (optional:
+``pip install 'nnxp[plot]'``) are imported only by the functions that need them.
 """
 
 from .figures import digit_grid_figure, metrics_figure

@@ -88,7 +88,8 @@ def digit_grid_figure(images: np.ndarray, titles: Sequence[str], wrong: Sequence
 
 
 def metrics_figure(records: Sequence[dict[str, float]], title: str = "") -> Any:
-    """A matplotlib Figure: loss (left) and accuracy in % (right) per epoch, train and test."""
+    """A matplotlib Figure: loss (left) and accuracy in % (right) per epoch: train, and
+    validation (``val_*``) and test (``test_*``) where the records have them."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -105,9 +106,10 @@ def metrics_figure(records: Sequence[dict[str, float]], title: str = "") -> Any:
     for ax, key, factor, label in ((loss_ax, "loss", 1.0, "loss"),
                                    (acc_ax, "accuracy", 100.0, "accuracy (%)")):
         ax.plot(epochs, series(key, factor), marker=marker, markersize=4, label="train")
-        test = series("val_" + key, factor)
-        if test is not None:
-            ax.plot(epochs, test, marker=marker, markersize=4, label="test")
+        for prefix, name in (("val_", "validation"), ("test_", "test")):
+            values = series(prefix + key, factor)
+            if values is not None:
+                ax.plot(epochs, values, marker=marker, markersize=4, label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.set_title(label.split(" ")[0])
@@ -116,7 +118,8 @@ def metrics_figure(records: Sequence[dict[str, float]], title: str = "") -> Any:
         ax.legend()
     last = records[-1]
     final = f"epoch {last['epoch']:g}: train {100 * last['accuracy']:.2f}%"
-    if "val_accuracy" in last:
-        final += f", test {100 * last['val_accuracy']:.2f}%"
+    for prefix, name in (("val_", "validation"), ("test_", "test")):
+        if prefix + "accuracy" in last:
+            final += f", {name} {100 * last[prefix + 'accuracy']:.2f}%"
     fig.suptitle(f"{title}  ({final})" if title else final)
     return fig

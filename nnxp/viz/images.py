@@ -8,7 +8,7 @@ Image conventions: a grey image is an (H, W) uint8 array, 0..255, row 0 at
 the top.  MNIST-style images are (28, 28) uint8 with 0 = background and
 255 = ink (a white digit on black), as :mod:`nnxp.data` loads them.
 
-Pillow is optional (``pip install 'nnxp[plot]'``) and imported only to read
+Pillow (a dependency of nnxp) is imported only to read
 formats other than PGM.
 """
 
@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from .._extras import install_hint
 from ..errors import DataError, NnxpError
 
 __all__ = ["INSTALL_PLOT", "FIELD", "read_image", "read_pgm", "to_mnist"]
 
-INSTALL_PLOT = "pip install 'nnxp[plot]'"
+#: how to get matplotlib (grid images, plots)
+INSTALL_PLOT = install_hint("plot")
 
 # MNIST's recipe: the digit's bounding box scaled to 20 px on its longer side,
 # then placed in a 28x28 field with its centre of mass (in pixel-index
@@ -131,8 +133,8 @@ def _read_with_pillow(data: bytes, path: Path) -> np.ndarray:
     try:
         from PIL import Image, ImageOps
     except ImportError:
-        raise NnxpError(f"reading {path} needs Pillow (without it nnxp reads only PGM): "
-                        f"{INSTALL_PLOT}, or convert the image to PGM") from None
+        raise NnxpError(f"reading {path} needs Pillow, an nnxp dependency missing here (without it "
+                        "nnxp reads only PGM): pip install pillow, or convert the image to PGM") from None
     try:
         with Image.open(io.BytesIO(data)) as opened:
             image = ImageOps.exif_transpose(opened)

@@ -11,11 +11,12 @@ from ..errors import DataError
 __all__ = ["REQUIRED_KEYS", "OPTIONAL_KEYS", "read_metrics"]
 
 REQUIRED_KEYS = ("epoch", "loss", "accuracy")
-OPTIONAL_KEYS = ("val_loss", "val_accuracy", "seconds", "samples_per_second")
+OPTIONAL_KEYS = ("val_loss", "val_accuracy", "test_loss", "test_accuracy", "seconds", "samples_per_second")
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, float]]:
-    """The per-epoch records of a ``nnxp train --metrics`` JSON-lines file, in epoch order.
+    """The per-epoch records of a ``nnxp train --metrics`` JSON-lines file, or of the
+    history a model or checkpoint file written by ``nnxp train`` records, in epoch order.
 
     Each non-blank line must be a JSON object with numbers under ``epoch``,
     ``loss`` and ``accuracy``; ``val_loss``, ``val_accuracy``, ``seconds`` and
@@ -23,7 +24,9 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, float]]:
     file and line otherwise.
     """
     path = Path(path)
-    what = "give the file nnxp train --metrics wrote"
+    what = "give the file nnxp train --metrics wrote, or its model or checkpoint file"
+    if _is_model_file(path):
+        return _check_records(path, _history_of(path), what)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -35,14 +38,41 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, float]]:
         raise DataError(f"{path} is not a text file: {what}") from None
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
-    records = []
+    lines = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            lines.append((number, json.loads(line)))
         except json.JSONDecodeError as exc:
             raise DataError(f"{path} line {number} is not valid JSON ({exc.msg}): {what}") from None
+    return _check_records(path, lines, what)
+
+
+def _is_model_file(path: Path) -> bool:
+    """Whether ``path`` starts like a safetensors file (8-byte header length, then '{')."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 0
+
+
+def _history_of(path: Path) -> list[tuple[int, object]]:
+    """(epoch number, record) of the history a model or checkpoint file records."""
+    from ..checkpoint import read_training
+
+    history = read_training(path).get("history")
+    if not isinstance(history, list):
+        raise DataError(f"{path} records no training history (a model saved by the library, not "
+                        "nnxp train?): give the file nnxp train --metrics wrote")
+    return list(enumerate(history, start=1))
+
+
+def _check_records(path: Path, lines: list[tuple[int, object]], what: str) -> list[dict[str, float]]:
+    records = []
+    for number, record in lines:
         if not isinstance(record, dict):
             raise DataError(f"{path} line {number} is not a JSON object: {what}")
         missing = [key for key in REQUIRED_KEYS if key not in record]

@@ -1,0 +1,37 @@
+"""``nnxp export MODEL OUT.onnx``: a saved model as an ONNX graph (needs the onnx extra)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .._extras import install_hint
+from ..errors import ConfigError
+from .args import check_writable
+
+__all__ = ["add_commands", "cmd_export"]
+
+
+def add_commands(commands: Any) -> None:
+    p = commands.add_parser(
+        "export", help="write a saved model as an ONNX file (for onnxruntime and other runtimes)",
+        description="Write a model file as an ONNX graph: Gemm per dense layer, then its activation; "
+                    "input 'input' (batch, features), output 'output' (batch, classes: the "
+                    f"probabilities). Needs onnx: {install_hint('onnx')}.")
+    p.add_argument("model", type=Path, metavar="MODEL", help="a .safetensors file written by nnxp train")
+    p.add_argument("output", type=Path, metavar="OUT.onnx", help="the ONNX file to write (atomically)")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..onnx import OPSET, export_onnx
+    from ..serialization import load
+
+    if args.output.suffix.lower() != ".onnx":
+        raise ConfigError(f"{args.output}: the output file name must end in .onnx")
+    check_writable(args.output)
+    net = load(args.model, device="cpu")
+    export_onnx(net, args.output)
+    print(f"wrote {args.output} ({'-'.join(map(str, net.sizes))}, {net.dtype_name}, ONNX opset {OPSET})")
+    return 0
