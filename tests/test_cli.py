@@ -289,6 +289,7 @@ def test_early_stopping_and_save_best(capsys, tmp_path):
     assert len(epochs) == best_epoch + 2  # two epochs without a lower validation loss
     assert stopped[0] == (f"stopped early after epoch {len(epochs)}: no better validation loss for 2 "
                           f"epochs; the weights of epoch {best_epoch} (lowest validation loss) are kept")
+    assert out.splitlines()[-1].endswith(f"after {len(epochs)} epochs (the weights of epoch {best_epoch})")
     meta = read_arrays(best)[1]
     assert meta["best"]["epoch"] == best_epoch
     assert "optimizer" not in meta and meta["training"]["settings"]["dataset"] == "bundled"

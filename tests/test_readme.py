@@ -20,7 +20,8 @@ def test_library_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(blocks[0], "README.md", "exec"), namespace)
-    assert namespace["history"].last["val_accuracy"] > 0.93
+    assert namespace["history"].last["val_accuracy"] > 0.9
+    assert namespace["net"].evaluate(namespace["x_test"], namespace["y_test"])["accuracy"] > 0.93
     assert (tmp_path / "digits.safetensors").exists()
     # The numbers the example's comments promise: the seed's vector.
     np.testing.assert_allclose(namespace["a2"], [[0.8581489, 0.450166, 0.6456563]], atol=1e-6)

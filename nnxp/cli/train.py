@@ -194,8 +194,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         save_trained_model(save_path, net, history, settings)
     scores = evaluate(net, x_test, data.test_labels)  # the test split, once
     where = f"; model saved to {save_path}" if save_path is not None else ""
+    weights = (f" (the weights of epoch {stopper.best_epoch})"
+               if stopper is not None and stopper.restored else "")
     print(f"test accuracy {100 * scores['accuracy']:.2f}% (loss {scores['loss']:.4f}) after "
-          f"{int(history.last['epoch'])} epochs{where}")
+          f"{int(history.last['epoch'])} epochs{weights}{where}")
     return 0
 
 
