@@ -6,23 +6,27 @@ wait for each other; that pays only when each product is big enough, and on a
 machine where other processes are busy it is a disaster: the threads wait for
 cores that are not free.
 
-What was measured (2-core Xeon VM, NumPy 2 + OpenBLAS, float32, one training
-step, 1 vs 2 BLAS threads; issue 11 and ``nnxp/threads.py``'s history):
+What was measured (2-core Xeon VM shared with other jobs, NumPy 2 + its
+OpenBLAS, float32, one SGD training step ``net.train_step``, best of the
+medians, 1 thread time / 2 threads time; 2026-11-23):
 
-- quiet machine, 784-256-10: batch 16 and 32 gain 1.0-1.3x from a second
-  thread (``nnxp train``, batch 32: 2.27 s vs 2.33 s, the CPU time doubled);
-  batch 64-512 gain 1.7-1.8x.  784-1024-1024-10: 1.6x at batch 16, ~1.9x
-  from batch 32 up.
-- busy machine (two CPU-bound processes on the two cores): ``nnxp train``
-  took 50 s with the default two threads and 4.2 s with one
-  (``OPENBLAS_NUM_THREADS=1``); ``nnxp bench --quick`` 59.7 ms a step
-  instead of 0.71 ms.
+- 784-256-10: batch 16 1.20x, 32 1.28x, 64 1.81x, 128 1.67x, 256 and 512
+  1.83x (1024: 0.70x, disturbed by other jobs).  Issue 11 measured the
+  whole ``nnxp train`` at batch 32: 2.27 s with two threads, 2.33 s with one,
+  for twice the CPU time.
+- 784-1024-1024-10: batch 16 1.61x, 32 1.74x, 64 1.99x, 128 1.89x (256 and
+  512: 0.83x and 0.47x, the machine got busy meanwhile).
+- busy machine: ``nnxp train`` took 50 s with OpenBLAS's two threads and
+  4.2 s with one (issue 11); 60-100 s against 5.7-7.5 s here, 281 s against
+  22-26 s with two extra CPU-bound processes (benchmarks/README.md).
 
 So the default (``threads=None``) is:
 
 1. one thread when the step's largest product is small: fewer than
    :data:`SMALL_GEMM` multiply-adds (batch x inputs x outputs of the widest
-   layer; 784-256 at batch 32 is 6.4 M, at batch 64 12.8 M);
+   layer; 784-256 at batch 32 is 6.4 M, at batch 64 12.8 M): a second
+   thread gains at most 1.3x there, for twice the CPU time, and loses 10x
+   when the cores are busy;
 2. otherwise as many threads as cores are idle right now, measured over
    :data:`SAMPLE_SECONDS` from ``/proc/stat`` (Linux; elsewhere the load
    average), at least one and at most the cores this process may use.
