@@ -91,6 +91,18 @@ def idle_cores(seconds: float = SAMPLE_SECONDS) -> float:
         return float(cores)
 
 
+_last_idle: tuple[float, float] = (-1e9, 0.0)  # (when, idle cores) of the latest measurement
+
+
+def _recent_idle_cores(max_age: float = 1.0) -> float:
+    """:func:`idle_cores`, measured at most once a second (fit/predict may be called often)."""
+    global _last_idle
+    now = time.monotonic()
+    if now - _last_idle[0] > max_age:
+        _last_idle = (now, idle_cores())
+    return _last_idle[1]
+
+
 def check_threads(threads: Any) -> int | None:
     """``threads`` as a positive int, or None for the measured default; a clear error otherwise."""
     if threads is None or (isinstance(threads, str) and threads.strip().lower() == "auto"):
@@ -116,7 +128,7 @@ def choose_threads(batch_size: int, sizes: Sequence[int], *, cores: int | None =
     widest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     if cores <= 1 or batch_size * widest < SMALL_GEMM:
         return 1
-    idle = idle_cores() if idle is None else idle
+    idle = _recent_idle_cores() if idle is None else idle
     # The sample includes this process's own core only when it was busy; +0.5 rounds.
     return max(1, min(cores, int(idle + 0.5)))
 
