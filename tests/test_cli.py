@@ -131,7 +131,7 @@ def test_python_dash_m_and_script_entry():
     (["--save", "m.safetensors", "--no-save"], "not allowed with argument --save"),
     (["--patience", "3"], "--patience watches the validation loss: add --val-split 0.1"),
     (["--save-best", "b.safetensors"], "--save-best watches the validation loss: add --val-split"),
-    (["--val-split", "1"], "--val-split: '1' must be a fraction from 0 to below 1"),
+    (["--val-split", "1"], "--val-split: '1' must be a probability in [0, 1)"),
     (["--threads", "0"], "--threads: '0' must be at least 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):

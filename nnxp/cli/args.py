@@ -16,8 +16,9 @@ from ..errors import DataError
 
 __all__ = [
     "add_data_arguments", "add_device_argument", "add_threads_argument", "bench_contenders",
-    "check_writable", "fraction", "int_list", "layer_sizes", "load_data", "load_model", "nonnegative_float",
-    "nonnegative_int", "positive_float", "positive_int", "sizes_list", "thread_count", "warn_other_dataset",
+    "check_writable", "int_list", "layer_sizes", "load_data", "load_model", "nonnegative_float",
+    "nonnegative_int", "positive_float", "positive_int", "probability", "sizes_list", "thread_count",
+    "warn_other_dataset",
 ]
 
 
@@ -40,17 +41,7 @@ positive_int = _number(int, "a whole number", lambda v: v >= 1, "must be at leas
 nonnegative_int = _number(int, "a whole number", lambda v: v >= 0, "must be zero or more")
 positive_float = _number(float, "a number", lambda v: 0 < v < float("inf"), "must be a positive number")
 nonnegative_float = _number(float, "a number", lambda v: 0 <= v < float("inf"), "must be zero or positive")
-
-
-def fraction(text: str) -> float:
-    """A number strictly between 0 and 1 (``0`` is allowed too: none)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction from 0 to below 1, e.g. 0.1")
-    return value
+probability = _number(float, "a number", lambda v: 0 <= v < 1, "must be a probability in [0, 1)")
 
 
 def thread_count(text: str) -> int | None:

@@ -20,8 +20,8 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ConfigError, DataError, DivergenceError
-from .args import (add_data_arguments, add_device_argument, add_threads_argument, check_writable, fraction,
-                   layer_sizes, load_data, nonnegative_float, nonnegative_int, positive_float, positive_int)
+from .args import (add_data_arguments, add_device_argument, add_threads_argument, check_writable, layer_sizes,
+                   load_data, nonnegative_float, nonnegative_int, positive_float, positive_int, probability)
 
 __all__ = ["add_commands", "cmd_train"]
 
@@ -42,6 +42,8 @@ def add_commands(commands: Any) -> None:
                    help="cross_entropy, squared_error, or auto: cross-entropy after softmax "
                         "(default: auto)")
     p.add_argument("--init", default="auto", help="auto, he, xavier or uniform (default: auto)")
+    p.add_argument("--dropout", type=probability, default=0.0, metavar="P",
+                   help="drop each hidden unit with probability P in training (default: 0, none)")
     p.add_argument("--optimizer", default="adam", choices=["sgd", "momentum", "nesterov", "adam", "adamw"],
                    help="momentum and nesterov are SGD with momentum --momentum (default: adam)")
     p.add_argument("--lr", type=positive_float, default=None,
@@ -54,7 +56,7 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--batch-size", type=positive_int, default=32, help="(default: 32)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seeds weights and shuffles (default: 0)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="(default: float32)")
-    p.add_argument("--val-split", type=fraction, default=0.0, metavar="F",
+    p.add_argument("--val-split", type=probability, default=0.0, metavar="F",
                    help="hold out this fraction of the training data (stratified by class) for "
                         "validation: the epoch lines show its loss and accuracy, --patience and "
                         "--save-best watch it (default: 0, none)")
@@ -91,8 +93,8 @@ def add_commands(commands: Any) -> None:
 
 _DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.001, "adamw": 0.001}
 # Settings a checkpoint fixes: a resumed run takes them from the file.
-_RUN_SETTINGS = ("dataset", "hidden", "activation", "output", "loss", "init", "batch_size", "seed", "dtype",
-                 "schedule", "val_split", "patience", "eval_test_every_epoch")
+_RUN_SETTINGS = ("dataset", "hidden", "activation", "output", "loss", "init", "dropout", "batch_size", "seed",
+                 "dtype", "schedule", "val_split", "patience", "eval_test_every_epoch")
 # Files a checkpoint remembers; a resumed run keeps writing them unless told otherwise.
 _RUN_FILES = ("save", "metrics", "save_best")
 
@@ -133,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if checkpoint is None:
         sizes = [x_train.shape[1], *args.hidden, data.num_classes]
         net = Network(sizes, hidden=args.activation, output=args.output, loss=args.loss, init=args.init,
-                      seed=args.seed, dtype=args.dtype, device=backend)
+                      seed=args.seed, dtype=args.dtype, device=backend, dropout=args.dropout)
         lr = args.lr if args.lr is not None else _DEFAULT_LR[args.optimizer]
         extra = {"momentum": args.momentum} if args.optimizer in ("momentum", "nesterov") else {}
         optimizer = get_optimizer(args.optimizer, lr=lr, weight_decay=args.weight_decay, **extra)
