@@ -118,7 +118,7 @@ def test_pickle_keeps_predictions_and_optimizer_state(digits):
 def test_device_and_dtype(backend, dtype_name):
     """The estimator on every backend: the network lives there; outputs come back as NumPy."""
     x, y = load_digits(n_class=3, return_X_y=True)
-    clf = MLPClassifier((16,), epochs=10, lr=3e-3, device=backend, dtype=dtype_name, random_state=0).fit(x / 16.0, y)
+    clf = MLPClassifier((16,), epochs=4, lr=1e-2, batch_size=64, device=backend, dtype=dtype_name, random_state=0).fit(x / 16.0, y)
     assert clf.network_.backend.owns(clf.network_.layers[0].weight)
     assert clf.network_.dtype_name == dtype_name
     proba = clf.predict_proba(x / 16.0)
