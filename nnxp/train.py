@@ -158,6 +158,8 @@ def fit(
                     cost, a = net.train_step(xb, yb, optimizer, ops, rng=rng)
                     loss_sum = loss_sum + cost * float(hi - lo)
                     correct = correct + count_correct(a, yb, index_dtype)
+                    if backend.lazy:  # dask: evaluate the step now, or the graph grows all epoch
+                        loss_sum, correct = _materialise(backend, net, optimizer, loss_sum, correct)
                     if bar is not None:
                         bar.update(hi, loss_sum)
                 loss = float(loss_sum) / n  # the epoch's one read of training results
@@ -218,6 +220,22 @@ def _evaluate_on_device(net: Network, x: Any, y: Any, batch_size: int = 4096,
         loss_sum = loss_sum + net.loss.value(net.output, z, a, yb) * float(xb.shape[0])
         correct = correct + count_correct(a, yb, index_dtype)
     return {prefix + "loss": float(loss_sum) / n, prefix + "accuracy": int(correct) / n}
+
+
+def _materialise(backend: Any, net: Network, optimizer: Optimizer, *others: Any) -> list[Any]:
+    """Compute a lazy backend's pending work for the parameters, optimizer state and ``others``."""
+    params = net.parameters()
+    names = list(optimizer.state)
+    state = [a for name in names for a in optimizer.state[name]]
+    done = backend.persist([*params, *state, *others])
+    net.set_parameters(done[:len(params)])
+    optimizer.adopt(done[:len(params)])
+    start = len(params)
+    for name in names:
+        count = len(optimizer.state[name])
+        optimizer.state[name] = done[start:start + count]
+        start += count
+    return done[start:]
 
 
 def count_correct(a: Any, y: Any, dtype: Any) -> Any:
