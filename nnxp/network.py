@@ -30,6 +30,8 @@ from .errors import ConfigError, DataError, ShapeError
 from .init import check_seed, initial_parameters, resolve_init
 from .losses import Loss, get_loss
 from .ops import ArrayAPIOps
+from .validation import (check_finite as _check_finite_named, check_parameter_memory,
+                         check_real, host_array, layer_sizes, positive_int)
 
 __all__ = ["Dense", "Network"]
 
@@ -97,7 +99,7 @@ class Network:
         dtype: str = "float32",
         device: Any = "auto",
     ):
-        sizes = _check_sizes(sizes)
+        sizes = layer_sizes(sizes)
         n_layers = len(sizes) - 1
         if isinstance(hidden, (list, tuple)):
             if len(hidden) != n_layers - 1:
@@ -112,6 +114,7 @@ class Network:
         self.backend = get_backend(device)
         self.dtype = self.backend.dtype(dtype)
         self.loss = _resolve_loss(loss, activations[-1])
+        check_parameter_memory(sizes, 8 if dtype == "float64" else 4)
 
         init = resolve_init(init)
         rng = np.random.default_rng(check_seed(seed))
@@ -184,7 +187,7 @@ class Network:
                 w, b = pair
             except (TypeError, ValueError):
                 raise ShapeError(f"layer {i}: expected a (W, b) pair") from None
-            w, b = self._param(w), self._param(b)
+            w, b = self._checked_param(w, f"layer {i} W"), self._checked_param(b, f"layer {i} b")
             want_w, want_b = (layer.out_features, layer.in_features), (layer.out_features,)
             if tuple(w.shape) != want_w or tuple(b.shape) != want_b:
                 raise ShapeError(
@@ -209,6 +212,14 @@ class Network:
     def _param(self, data: Any) -> Any:
         return self.backend.asarray(data, self.dtype, copy=True)
 
+    def _checked_param(self, data: Any, name: str) -> Any:
+        """A copy of user-given parameter values: real, finite numbers only."""
+        data = host_array(name, data)
+        check_real(name, data)
+        data = self._param(data)
+        _check_finite_named(name, data)
+        return data
+
     # -- inference ---------------------------------------------------------------
     def forward(self, x: Any) -> Any:
         """Output activations a_L for a batch ``x`` (B, n_0) -> (B, n_L)."""
@@ -220,6 +231,7 @@ class Network:
 
     def predict(self, x: Any, batch_size: int = 4096) -> Any:
         """Outputs for ``x`` computed ``batch_size`` rows at a time (bounded memory)."""
+        batch_size = positive_int("batch_size", batch_size)
         x = self.inputs(x)
         xp = array_namespace(x)
         n = x.shape[0]
@@ -232,6 +244,7 @@ class Network:
 
     def classify(self, x: Any, batch_size: int = 4096) -> Any:
         """Predicted class per sample: argmax of the outputs, or output >= 0.5 for one output."""
+        batch_size = positive_int("batch_size", batch_size)
         return _predicted_labels(self.predict(x, batch_size))
 
     def _forward(self, x: Any, ops: ArrayAPIOps, output: bool = True) -> tuple[Any, Any, list[Any]]:
@@ -293,8 +306,7 @@ class Network:
     # -- checking inputs -------------------------------------------------------------
     def inputs(self, x: Any, name: str = "x") -> Any:
         """``x`` as a (B, n_0) array of the network's dtype on its device, checked."""
-        if not hasattr(x, "shape"):
-            x = np.asarray(x)
+        x = host_array(name, x)
         if len(x.shape) != 2:
             hint = " (use x[None, :] for a single sample)" if len(x.shape) == 1 else ""
             raise ShapeError(f"{name} must be 2-D (samples, features), got shape {tuple(x.shape)}{hint}")
@@ -311,8 +323,7 @@ class Network:
 
     def targets(self, y: Any, n: int | None, name: str = "y") -> Any:
         """Targets as a (B, n_L) array: one-hot rows for integer class labels."""
-        if not hasattr(y, "shape"):
-            y = np.asarray(y)
+        y = host_array(name, y)
         k = self.sizes[-1]
         if n is not None and y.shape[:1] != (n,):
             raise ShapeError(
@@ -402,31 +413,11 @@ def _is_integer(y: Any) -> bool:
 
 
 def _check_numeric(x: Any, name: str) -> None:
-    dtype = x.dtype
-    if isinstance(x, np.ndarray):
-        ok = np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
-    else:
-        ok = array_namespace(x).isdtype(dtype, ("integral", "real floating"))
-    if not ok:
-        raise ShapeError(f"{name} must hold real numbers, got dtype {dtype}")
+    check_real(name, x)
 
 
 def _check_finite(x: Any, name: str) -> None:
-    xp = array_namespace(x)
-    if bool(xp.all(xp.isfinite(x))):  # one read, at the API boundary
-        return
-    bad = int(xp.sum(xp.astype(~xp.isfinite(x), xp.int32)))
-    raise ShapeError(f"{name} has {bad} NaN or infinite value(s): clean or drop those samples")
-
-
-def _check_sizes(sizes: Sequence[int]) -> list[int]:
-    try:
-        out = [int(s) for s in sizes]
-    except (TypeError, ValueError):
-        raise ConfigError(f"sizes must be a list of layer widths like [784, 128, 10], got {sizes!r}") from None
-    if len(out) < 2 or any(s < 1 for s in out) or any(int(s) != s for s in sizes):
-        raise ConfigError(f"sizes must be 2 or more positive integers (inputs ... outputs), got {list(sizes)}")
-    return out
+    _check_finite_named(name, x)
 
 
 def _resolve_loss(loss: Any, output: Activation) -> Loss:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import stat
 import zlib
 from pathlib import Path
 from typing import Union
@@ -31,6 +32,7 @@ import numpy as np
 
 from nnxp.errors import DataError, ShapeError
 from nnxp.data._atomic import atomic_open
+from nnxp.validation import file_path, host_array
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -71,8 +73,10 @@ def read_idx(path: PathLike) -> np.ndarray:
     The result has the file's shape and dtype in native byte order and is
     writable. The file length must match the header exactly.
     """
-    path = Path(path)
+    path = Path(file_path("path", path))
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise DataError(f"{path}: not a regular file; give an IDX file")
         f = open(path, "rb")
     except OSError as e:
         raise DataError(f"{path}: cannot open IDX file ({_reason(e)}); check the path") from None
@@ -185,7 +189,8 @@ def _parse(f: io.BufferedIOBase, where: str, compressed: bool, stored_size: int 
     shape_txt = "x".join(map(str, dims)) or "scalar"
 
     def size_error(actual: int | str) -> DataError:
-        problem = "truncated" if isinstance(actual, str) or actual < expected else "too long"
+        problem = ("too long" if actual.startswith("more") else "truncated") if isinstance(actual, str) \
+            else "truncated" if actual < expected else "too long"
         return DataError(
             f"{where}: IDX file is {problem} (header says {shape_txt} {file_dtype.name} = "
             f"{expected} bytes, {size_word} is {actual} bytes); {fix}"
@@ -213,9 +218,11 @@ def _parse(f: io.BufferedIOBase, where: str, compressed: bool, stored_size: int 
         if not n:
             raise size_error(header_size + got)
         got += n
-    extra = _count_rest(f)
+    # Trailing data: count at most one more chunk, so a huge trailing gzip
+    # member is never decompressed in full just to say "too long".
+    extra = len(_read_exact(f, _CHUNK))
     if extra:
-        raise size_error(expected + extra)
+        raise size_error(expected + extra if not f.read(1) else f"more than {expected + extra}")
     if not file_dtype.isnative:  # big-endian file on a little-endian machine
         flat.byteswap(inplace=True)
     return flat.reshape(dims)
@@ -230,13 +237,6 @@ def _read_exact(f: io.BufferedIOBase, n: int) -> bytes:
         parts.append(b)
         n -= len(b)
     return b"".join(parts)
-
-
-def _count_rest(f: io.BufferedIOBase) -> int:
-    extra = 0
-    while chunk := f.read(_CHUNK):
-        extra += len(chunk)
-    return extra
 
 
 def _reason(e: BaseException) -> str:
@@ -259,7 +259,8 @@ def write_idx(path: PathLike, array: np.ndarray) -> None:
     int32, float32, float64 (any byte order; stored big-endian), at most 255
     dimensions and each dimension below 2**32.
     """
-    path = Path(path)
+    path = Path(file_path("path", path))
+    array = host_array("array", array)
     array = np.asarray(array)
     dt = array.dtype
     code = _KIND_TO_CODE.get((dt.kind, dt.itemsize)) if dt.kind in "uif" else None
