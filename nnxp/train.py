@@ -26,7 +26,6 @@ from array_api_compat import array_namespace
 
 from .divergence import check_epoch
 from .errors import ConfigError
-from .init import check_seed
 from .network import Network
 from .ops import ArrayAPIOps, ops_for
 from .optim import Optimizer, get_optimizer
@@ -114,7 +113,7 @@ def fit(
     """
     epochs, batch_size = positive_int("epochs", epochs), positive_int("batch_size", batch_size)
     initial_epoch = nonnegative_int("initial_epoch", initial_epoch)
-    seed = check_seed(seed)
+    seed = nonnegative_int("seed", seed)  # not None: shuffles must be reproducible for --resume
     if lr is not None:
         lr = finite_float("lr", lr, positive=True)
     if isinstance(optimizer, str):
