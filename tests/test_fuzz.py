@@ -1,0 +1,204 @@
+"""Property-based and fuzz tests of everything a user or a hostile file can hand nnxp (issue 10).
+
+Each case either works or raises one nnxp error (a single line), emits no
+warning, and writes or replaces no file.  Example counts are small so the
+whole module stays within a few seconds of CI time; ``NNXP_FUZZ_SCALE=50``
+(an environment variable) multiplies them for a long local session.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nnxp
+from nnxp.data import read_idx
+
+SCALE = int(os.environ.get("NNXP_FUZZ_SCALE", "1"))
+
+
+def fuzz(n: int):
+    return settings(max_examples=n * SCALE, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def outcome(call):
+    """Run ``call`` with warnings as errors: ("ok", result) or ("error", one-line message)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            return "ok", call()
+        except nnxp.NnxpError as exc:
+            message = str(exc)
+            assert message and "\n" not in message, f"not one line: {message!r}"
+            return "error", message
+
+
+def files_in(directory):
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+
+
+# -- IDX files: random headers and bytes ------------------------------------------------------------
+
+_CODES = [0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E]
+_ITEMSIZE = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+
+
+@st.composite
+def idx_files(draw):
+    """Mostly plausible IDX files (right header, right or slightly wrong length), some pure noise."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.binary(max_size=64)), None
+    code = draw(st.sampled_from(_CODES + [0x00, 0x0A, 0xFF]))
+    dims = draw(st.lists(st.one_of(st.integers(0, 6), st.integers(0, 2**32 - 1)), max_size=4))
+    head = bytes([0, 0, code, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+    count = int(np.prod(dims, dtype=object)) if dims else 1
+    size = count * _ITEMSIZE.get(code, 1)
+    payload_len = size + draw(st.sampled_from([0, 0, 0, -1, 1, 7])) if size < 4096 else draw(st.integers(0, 64))
+    payload = draw(st.binary(min_size=max(payload_len, 0), max_size=max(payload_len, 0)))
+    expect = tuple(dims) if code in _ITEMSIZE and size < 4096 and payload_len == size else None
+    return head + payload, expect
+
+
+@fuzz(150)
+@given(case=idx_files(), compress=st.booleans())
+def test_random_idx_files_read_or_fail_cleanly(tmp_path_factory, case, compress):
+    data, expect = case
+    path = tmp_path_factory.mktemp("idx") / "f"
+    path.write_bytes(gzip.compress(data) if compress else data)
+    kind, result = outcome(lambda: read_idx(path))
+    if expect is not None:
+        assert kind == "ok", result
+        assert result.shape == expect
+    elif kind == "ok":  # noise that happens to be a valid file: its size must add up
+        assert 4 + 4 * result.ndim + result.nbytes == len(data)
+
+
+def test_huge_trailing_gzip_member_is_not_decompressed(tmp_path, monkeypatch):
+    content = bytes([0, 0, 8, 1, 0, 0, 0, 3, 1, 2, 3])
+    path = tmp_path / "labels.gz"
+    path.write_bytes(gzip.compress(content) + gzip.compress(bytes(200 << 20), compresslevel=1))
+    produced = {"n": 0}
+    real_read = gzip.GzipFile.read
+
+    def counting_read(self, size=-1):
+        out = real_read(self, size)
+        produced["n"] += len(out)
+        return out
+
+    monkeypatch.setattr(gzip.GzipFile, "read", counting_read)
+    kind, message = outcome(lambda: read_idx(path))
+    assert kind == "error" and "too long" in message and "more than" in message
+    assert produced["n"] < 4 << 20  # stopped after a chunk, not 200 MB
+
+
+# -- safetensors model files: random headers, metadata and bytes ------------------------------------
+
+_json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=False),
+              st.text(max_size=8)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+    max_leaves=12)
+
+_DTYPES = ["F32", "F64", "F16", "BF16", "F8_E4M3", "F8_E5M2", "I8", "I32", "I64", "U8", "BOOL", "C64", "XYZ"]
+
+
+@st.composite
+def network_descriptions(draw):
+    """Valid descriptions with some fields replaced by random JSON."""
+    sizes = draw(st.lists(st.integers(1, 4), min_size=2, max_size=4))
+    config = {"sizes": sizes, "activations": [draw(st.sampled_from(["relu", "sigmoid", "tanh", "identity"]))
+                                              for _ in sizes[1:]],
+              "loss": "squared_error", "dtype": draw(st.sampled_from(["float32", "float64"]))}
+    for key in draw(st.lists(st.sampled_from(list(config)), max_size=2, unique=True)):
+        config[key] = draw(_json_values)
+    if draw(st.booleans()) and isinstance(config["activations"], list) and config["activations"]:
+        config["activations"][0] = {"name": "leaky_relu", "alpha": draw(_json_values)}
+    return config
+
+
+@st.composite
+def model_files(draw):
+    config = draw(network_descriptions())
+    sizes = config["sizes"] if isinstance(config["sizes"], list) else [2, 2]
+    tensors = {}
+    good = all(type(s) is int and 1 <= s <= 8 for s in sizes) and len(sizes) >= 2
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]) if good else []):
+        tensors[f"layers.{i}.weight"] = [n_out, n_in]
+        tensors[f"layers.{i}.bias"] = [n_out]
+    if draw(st.booleans()):
+        tensors[draw(st.text(max_size=12))] = draw(st.lists(st.integers(0, 5), max_size=3))
+    header, blobs, offset = {}, [], 0
+    dtype_default = "F64" if config.get("dtype") == "float64" else "F32"
+    for name, shape in tensors.items():
+        dtype = draw(st.sampled_from([dtype_default] * 6 + _DTYPES))
+        itemsize = {"F64": 8, "I64": 8, "C64": 8, "F32": 4, "I32": 4, "F16": 2, "BF16": 2}.get(dtype, 1)
+        n = int(np.prod(shape, dtype=np.int64)) * itemsize
+        if dtype == "F32":
+            data = np.asarray(draw(st.lists(st.floats(width=32), min_size=n // 4, max_size=n // 4)),
+                              dtype=np.float32).tobytes()
+        else:
+            data = draw(st.binary(min_size=n, max_size=n))
+        end = offset + len(data) + draw(st.sampled_from([0, 0, 0, 0, 1, -1, 10**9]))
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, end]}
+        blobs.append(data)
+        offset += len(data)
+    metadata = {"format": draw(st.sampled_from(["nnxp", "nnxp", "nnxp", "other"])),
+                "format_version": draw(st.sampled_from(["1", "1", "1", "2"])),
+                "network": json.dumps(config)}
+    if draw(st.booleans()):
+        metadata[draw(st.text(max_size=6))] = json.dumps(draw(_json_values))
+    header["__metadata__"] = metadata
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + b"".join(blobs)
+
+
+@fuzz(150)
+@given(data=model_files())
+def test_random_model_files_load_or_fail_cleanly(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("st") / "m.safetensors"
+    path.write_bytes(data)
+    kind, result = outcome(lambda: nnxp.load(path, device="cpu"))
+    if kind == "ok":
+        assert all(np.isfinite(w).all() and np.isfinite(b).all() for w, b in result.get_weights())
+        assert path.read_bytes() == data
+
+
+@pytest.fixture(scope="module")
+def saved_checkpoint(tmp_path_factory):
+    from nnxp.checkpoint import save_checkpoint
+    from nnxp.optim import Adam
+
+    rng = np.random.default_rng(0)
+    net = nnxp.Network([3, 4, 2], device="cpu", seed=0)
+    opt = Adam(lr=0.01)
+    history = net.fit(rng.random((16, 3)), rng.integers(0, 2, 16), epochs=1, optimizer=opt, verbose=0)
+    path = tmp_path_factory.mktemp("ck") / "ck.safetensors"
+    save_checkpoint(path, net, opt, history, {"schedule": "constant"})
+    return path.read_bytes()
+
+
+@fuzz(150)
+@given(edits=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1, max_size=4),
+       cut=st.one_of(st.none(), st.floats(0, 1)))
+def test_mutated_checkpoints_load_or_fail_cleanly(tmp_path_factory, saved_checkpoint, edits, cut):
+    from nnxp.checkpoint import load_checkpoint
+
+    data = bytearray(saved_checkpoint)
+    for where, value in edits:
+        data[int(where * (len(data) - 1))] = value
+    if cut is not None:
+        data = data[:int(cut * len(data))]
+    path = tmp_path_factory.mktemp("mut") / "ck.safetensors"
+    path.write_bytes(bytes(data))
+    kind, result = outcome(lambda: load_checkpoint(path, device="cpu"))
+    if kind == "ok":
+        assert all(np.isfinite(w).all() for w, _ in result.net.get_weights())
+        assert result.optimizer.t >= 0
