@@ -73,8 +73,8 @@ def check_epoch(net: Any, optimizer: Any, record: dict[str, float], history: Seq
             what = "the loss" if key == "loss" else "the validation loss"
             raise DivergenceError(f"training diverged in epoch {epoch}: {what} is {value}; {advice}")
     if not all_finite(list(net.parameters()) + _state_arrays(optimizer)):
-        where = "parameters" if not all_finite(list(net.parameters())) else "optimizer state"
-        raise DivergenceError(f"training diverged in epoch {epoch}: the {where} hold NaN or infinite "
+        where = "parameters hold" if not all_finite(list(net.parameters())) else "optimizer state holds"
+        raise DivergenceError(f"training diverged in epoch {epoch}: the {where} NaN or infinite "
                               f"values; {advice}")
     if history:
         reference, against = float(history[0]["loss"]), "the first epoch's"

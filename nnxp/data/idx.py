@@ -225,7 +225,11 @@ def _parse(f: io.BufferedIOBase, where: str, compressed: bool, stored_size: int 
         raise size_error(expected + extra if not f.read(1) else f"more than {expected + extra}")
     if not file_dtype.isnative:  # big-endian file on a little-endian machine
         flat.byteswap(inplace=True)
-    return flat.reshape(dims)
+    try:
+        return flat.reshape(dims)
+    except ValueError:  # e.g. 0 x 2**21 x 2**21 x 2**21: empty, yet too big a shape for NumPy
+        raise DataError(f"{where}: IDX header says shape {shape_txt}, which NumPy cannot represent; "
+                        f"{fix}") from None
 
 
 def _read_exact(f: io.BufferedIOBase, n: int) -> bytes:
