@@ -1,9 +1,10 @@
 """Model files: safetensors, which hold arrays and text and can never run code.
 
-A model file stores each layer's ``layers.<i>.weight`` (out, in) and
-``layers.<i>.bias`` (out,) in the network's dtype, and in its metadata the
-JSON description from :meth:`Network.config` (sizes, activations, loss,
-dtype).  It loads onto any device.  Files are written atomically (a temporary
+A model file stores each layer's parameters as ``layers.<i>.<name>`` (a
+dense layer's ``weight`` (out, in) and ``bias`` (out,)) in the network's
+dtype, and in its metadata the JSON description from :meth:`Network.config`
+(the layers, loss, dtype).  Format 1 files (dense layers only, described
+by sizes and activations) still load.  It loads onto any device.  Files are written atomically (a temporary
 file renamed into place), so an interrupted save never leaves a broken file.
 
 Training checkpoints (:mod:`nnxp.train`) use the same format with extra
@@ -23,15 +24,17 @@ import safetensors
 import safetensors.numpy
 
 from .backend import to_numpy
-from .data._atomic import atomic_write_bytes
+from ._files import atomic_write_bytes
 from .errors import BackendError, DataError, NnxpError
+from .layers import LAYERS
 from .network import Network
 from .validation import file_path
 
 __all__ = ["save", "load", "write_arrays", "read_arrays", "network_from", "check_finite_arrays", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "nnxp"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+_READABLE_VERSIONS = ("1", "2")
 
 
 def save(net: Network, path: str | os.PathLike, *, extra_arrays: dict[str, Any] | None = None,
@@ -39,8 +42,8 @@ def save(net: Network, path: str | os.PathLike, *, extra_arrays: dict[str, Any] 
     """Write ``net`` (and optional extra arrays / JSON metadata) to ``path`` atomically."""
     arrays: dict[str, Any] = {}
     for i, layer in enumerate(net.layers):
-        arrays[f"layers.{i}.weight"] = layer.weight
-        arrays[f"layers.{i}.bias"] = layer.bias
+        for name, array in zip(layer.parameter_names, layer.parameters()):
+            arrays[f"layers.{i}.{name}"] = array
     arrays.update(extra_arrays or {})
     metadata = {"network": net.config(), **(extra_metadata or {})}
     return write_arrays(path, arrays, metadata)
@@ -56,45 +59,47 @@ def network_from(arrays: dict[str, np.ndarray], metadata: dict[str, Any], path: 
                  device: Any, *, extra_prefixes: tuple[str, ...] = ("optimizer.",)) -> Network:
     """The network ``metadata`` describes, with the parameters in ``arrays``.
 
-    Everything is checked before anything is allocated (as safetensors' and
-    PyTorch's strict loaders do): the description's types and values, that
-    every layer's W (out, in) and b (out,) is stored with exactly the shape
-    and dtype the description implies, that no other tensors are present
-    (besides names starting with ``extra_prefixes``), and that every
-    parameter is finite.
+    Everything is checked before the network is built (as safetensors' and
+    PyTorch's strict loaders do): the description's types, that every
+    parameter is stored with exactly the shape (from each layer's
+    :meth:`~nnxp.layers.Layer.parameter_shapes`) and dtype the description
+    implies, that no other tensors are present (besides names starting with
+    ``extra_prefixes``), and that every parameter is finite.  So a crafted
+    description cannot make nnxp allocate more than the file holds.
     """
     config = _network_description(metadata, path)
-    sizes, dtype = config["sizes"], config["dtype"]
-    expected = {}
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        expected[f"layers.{i}.weight"] = (n_out, n_in)
-        expected[f"layers.{i}.bias"] = (n_out,)
+    expected = _expected_arrays(config, path)
+    dtype = np.dtype(config["dtype"])
     for name, shape in expected.items():
         if name not in arrays:
             raise DataError(f"{path}: missing array {name!r} for the network it describes; the file is "
                             "damaged: use another copy or retrain")
         a = arrays[name]
-        if tuple(a.shape) != shape or a.dtype != np.dtype(dtype):
+        if shape is not None and tuple(a.shape) != shape or a.dtype != dtype:
+            want = f"{dtype} {shape}" if shape is not None else str(dtype)
             raise DataError(f"{path}: array {name!r} is {a.dtype} {tuple(a.shape)} but the network it "
-                            f"describes needs {dtype} {shape}; the file is damaged: use another copy")
+                            f"describes needs {want}; the file is damaged: use another copy")
     unexpected = sorted(n for n in arrays if n not in expected and not n.startswith(extra_prefixes))
     if unexpected:
-        raise DataError(f"{path}: unexpected array(s) {', '.join(map(repr, unexpected[:3]))} for the "
-                        "network it describes; is it an nnxp model?")
+        raise DataError(f"{path}: unexpected array(s) {', '.join(_short(n) for n in unexpected[:3])} for "
+                        "the network it describes; is it an nnxp model?")
     check_finite_arrays({n: arrays[n] for n in expected}, path)
     try:
         net = Network.from_config(config, device=device)
-        net.set_weights([(arrays[f"layers.{i}.weight"], arrays[f"layers.{i}.bias"])
-                         for i in range(len(sizes) - 1)])
+        groups = [tuple(arrays[f"layers.{i}.{name}"] for name in layer.parameter_names)
+                  for i, layer in enumerate(net.layers) if layer.parameter_names]
+        net.set_weights(groups)
+    except KeyError as exc:
+        raise DataError(f"{path}: missing array {exc} for the network it describes") from None
+    except BackendError:
+        raise
     except NnxpError as exc:
-        if isinstance(exc, BackendError):
-            raise
         raise DataError(f"{path}: bad network description ({exc}); the file is damaged") from None
     return net
 
 
 def _network_description(metadata: dict[str, Any], path: Any) -> dict[str, Any]:
-    """The ``network`` metadata, its types checked (values are checked by the constructors)."""
+    """The ``network`` metadata with its types checked (values are checked by the constructors)."""
     config = metadata.get("network")
     if config is None:
         raise DataError(f"{path}: no network description in the file; is it an nnxp model?")
@@ -105,6 +110,19 @@ def _network_description(metadata: dict[str, Any], path: Any) -> dict[str, Any]:
 
     if not isinstance(config, dict):
         raise bad(f"a {type(config).__name__}, not an object")
+    if not isinstance(config.get("loss"), str):
+        raise bad(f"loss must be a name, got {_short(config.get('loss'))}")
+    if config.get("dtype") not in ("float32", "float64"):
+        raise bad(f"dtype must be float32 or float64, got {_short(config.get('dtype'))}")
+    if "layers" in config:
+        layers = config["layers"]
+        if not isinstance(layers, list) or not layers or not all(
+                isinstance(c, dict) and isinstance(c.get("kind"), str) for c in layers):
+            raise bad(f"layers must be a list of layer objects with a kind, got {_short(layers)}")
+        for c in layers:
+            if "activation" in c:
+                _check_activation(c["activation"], bad)
+        return config
     sizes = config.get("sizes")
     if not isinstance(sizes, list) or len(sizes) < 2 or \
             not all(type(n) is int and n >= 1 for n in sizes):
@@ -113,17 +131,41 @@ def _network_description(metadata: dict[str, Any], path: Any) -> dict[str, Any]:
     if not isinstance(acts, list) or len(acts) != len(sizes) - 1:
         raise bad(f"activations must be a list of {len(sizes) - 1}, got {_short(acts)}")
     for act in acts:
-        if isinstance(act, dict):
-            if not isinstance(act.get("name"), str) or not all(
-                    isinstance(k, str) and type(v) in (int, float) for k, v in act.items() if k != "name"):
-                raise bad(f"activation {_short(act)} must be a name with numeric parameters")
-        elif not isinstance(act, str):
-            raise bad(f"activation {_short(act)} is not a name")
-    if not isinstance(config.get("loss"), str):
-        raise bad(f"loss must be a name, got {_short(config.get('loss'))}")
-    if config.get("dtype") not in ("float32", "float64"):
-        raise bad(f"dtype must be float32 or float64, got {_short(config.get('dtype'))}")
+        _check_activation(act, bad)
     return config
+
+
+def _check_activation(act: Any, bad: Any) -> None:
+    if isinstance(act, dict):
+        if not isinstance(act.get("name"), str) or not all(
+                isinstance(k, str) and type(v) in (int, float) for k, v in act.items() if k != "name"):
+            raise bad(f"activation {_short(act)} must be a name with numeric parameters")
+    elif not isinstance(act, str):
+        raise bad(f"activation {_short(act)} is not a name")
+
+
+def _expected_arrays(config: dict[str, Any], path: Any) -> dict[str, tuple[int, ...] | None]:
+    """{stored array name: shape} the description implies (shape None: a layer that cannot tell)."""
+    if "layers" not in config:  # format 1
+        sizes = config["sizes"]
+        expected: dict[str, tuple[int, ...] | None] = {}
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            expected[f"layers.{i}.weight"] = (n_out, n_in)
+            expected[f"layers.{i}.bias"] = (n_out,)
+        return expected
+    expected = {}
+    for i, layer_config in enumerate(config["layers"]):
+        cls = LAYERS.get(layer_config["kind"])
+        if cls is None:
+            raise DataError(f"{path}: unknown layer kind {_short(layer_config['kind'])}; known are "
+                            f"{', '.join(sorted(LAYERS))} (a newer nnxp may read it)")
+        try:
+            shapes = cls.parameter_shapes(layer_config)
+        except NnxpError as exc:
+            raise DataError(f"{path}: bad network description ({exc}); the file is damaged") from None
+        for name in cls.parameter_names:
+            expected[f"layers.{i}.{name}"] = None if shapes is None else tuple(shapes[name])
+    return expected
 
 
 def _short(value: Any) -> str:
@@ -132,7 +174,7 @@ def _short(value: Any) -> str:
 
 
 def check_finite_arrays(arrays: dict[str, np.ndarray], path: Any) -> None:
-    """Refuse stored arrays holding NaN or infinity (a diverged or damaged run)."""
+    """Refuse stored arrays holding NaN or infinity (a diverged or damaged run), one line."""
     for name, a in arrays.items():
         if not np.isfinite(a).all():
             bad = int(np.count_nonzero(~np.isfinite(a)))
@@ -196,7 +238,7 @@ def read_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[st
         raise refuse("its metadata is not a map of strings")
     if raw.get("format") != FORMAT:
         raise refuse("not written by nnxp")
-    if raw.get("format_version") != FORMAT_VERSION:
+    if raw.get("format_version") not in _READABLE_VERSIONS:
         raise DataError(f"{path} has nnxp file format {_short(raw.get('format_version'))}; "
                         f"this nnxp reads {FORMAT_VERSION!r}: upgrade nnxp")
     for name, info in header.items():

@@ -26,10 +26,10 @@ from array_api_compat import array_namespace
 
 from .divergence import check_epoch
 from .errors import ConfigError
+from .kernels import ArrayAPIOps, ops_for
 from .network import Network
-from .ops import ArrayAPIOps, ops_for
-from .optim import Optimizer, get_optimizer
-from .validation import finite_float, nonnegative_int, positive_int
+from .optim import Optimizer, _positive, get_optimizer
+from .validation import nonnegative_int, positive_int
 
 __all__ = ["fit", "evaluate", "History", "Callback", "count_correct", "SCHEDULES"]
 
@@ -113,16 +113,14 @@ def fit(
     """
     epochs, batch_size = positive_int("epochs", epochs), positive_int("batch_size", batch_size)
     initial_epoch = nonnegative_int("initial_epoch", initial_epoch)
-    seed = nonnegative_int("seed", seed)  # not None: shuffles must be reproducible for --resume
-    if lr is not None:
-        lr = finite_float("lr", lr, positive=True)
+    seed = nonnegative_int("seed", seed)  # not None: shuffles must repeat for a resumed run
     if isinstance(optimizer, str):
         optimizer = get_optimizer(optimizer, lr=lr)
     elif not isinstance(optimizer, Optimizer):
         raise ConfigError(f"optimizer must be a name (sgd, momentum, nesterov, adam, adamw) or an "
-                          f"nnxp.optim.Optimizer, got {optimizer!r}")
+                          f"nnxp Optimizer, got {type(optimizer).__name__}")
     elif lr is not None:
-        optimizer.lr = optimizer.initial_lr = lr
+        optimizer.lr = optimizer.initial_lr = _positive("learning rate", lr)
     if not isinstance(schedule, str) or schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
     x = net.inputs(x)
@@ -140,7 +138,7 @@ def fit(
 
     backend = net.backend
     xp = backend.xp
-    ops = ops_for(backend, fast=fast, optimizer=optimizer)
+    ops = ops_for(backend, fast=fast)
     index_dtype = backend.index_dtype
     steps = math.ceil(n / batch_size)
     first_cost = None  # the run's first batch loss (before any update): divergence.check_epoch's reference
@@ -152,6 +150,7 @@ def fit(
             order = backend.asarray(order, index_dtype)
             loss_sum = xp.zeros((), dtype=net.dtype, device=backend.device)
             correct = xp.zeros((), dtype=index_dtype, device=backend.device)
+            rng = np.random.default_rng([seed, epoch, 1]) if net.has_randomness else None  # dropout
             bar = _ProgressBar(epoch + 1, epochs, n) if progress else None
             # A diverging run overflows; that is reported once, below, not as NumPy warnings.
             with np.errstate(over="ignore", invalid="ignore"):
@@ -160,7 +159,7 @@ def fit(
                     index = order[lo:hi]
                     xb = ops.take_rows(x, index, "x_batch")
                     yb = ops.take_rows(y, index, "y_batch")
-                    cost, a = net.train_step(xb, yb, optimizer, ops)
+                    cost, a = net.train_step(xb, yb, optimizer, ops, rng=rng)
                     if first_cost is None and not history.records:
                         first_cost = cost * 1.0  # a copy: a fast path may reuse its buffers
                     loss_sum = loss_sum + cost * float(hi - lo)
@@ -219,7 +218,8 @@ def _evaluate_on_device(net: Network, x: Any, y: Any, batch_size: int = 4096,
     for lo in range(0, n, batch_size):
         hi = min(n, lo + batch_size)
         xb, yb = x[lo:hi, ...], y[lo:hi, ...]
-        z, a, _ = net._forward(xb, ops)
+        z, _ = net.forward_pass(xb, ops)
+        a = net.output.forward(z)
         loss_sum = loss_sum + net.loss.value(net.output, z, a, yb) * float(xb.shape[0])
         correct = correct + count_correct(a, yb, index_dtype)
     return {prefix + "loss": float(loss_sum) / n, prefix + "accuracy": int(correct) / n}

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from nnxp.data._atomic import _host_tag, atomic_write_bytes, check_regular_target, remove_stale_temps
+from nnxp._files import _host_tag, atomic_write_bytes, check_regular_target, remove_stale_temps
 
 
 def test_fifo_target_is_refused_and_kept(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import nnxp
+from nnxp.data import read_idx
 from nnxp.serialization import read_arrays
 
 from conftest import assert_on, host, make_backend
@@ -226,4 +227,4 @@ def test_non_regular_paths_are_refused_not_read(tmp_path):
     with pytest.raises(nnxp.DataError, match="not a regular file"):
         nnxp.load(fifo)  # would block forever if opened
     with pytest.raises(nnxp.DataError, match="not a regular file"):
-        nnxp.data.read_idx(fifo)
+        read_idx(fifo)

@@ -150,7 +150,7 @@ def test_bad_fit_arguments(backend):
     for kwargs, message in [({"epochs": 0}, "epochs must be a positive integer"),
                             ({"batch_size": 2.5}, "batch_size must be a positive integer"),
                             ({"optimizer": "lbfgs"}, "unknown optimizer"),
-                            ({"lr": -1.0}, "lr must be finite and > 0")]:
+                            ({"lr": -1.0}, "learning rate must be finite and > 0")]:
         with pytest.raises(nnxp.NnxpError, match=message):
             net.fit(XOR_X, XOR_Y, verbose=0, **kwargs)
 

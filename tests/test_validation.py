@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnxp
+from nnxp.data import read_idx
 from nnxp.optim import SGD
-from nnxp.validation import (check_parameter_memory, file_path, finite_float, host_array, layer_sizes,
-                             nonnegative_int, positive_int)
+from nnxp.validation import (check_parameter_memory, check_sizes, file_path, finite_float, nonnegative_int,
+                             positive_int)
 
 
 def _net():
@@ -44,9 +45,11 @@ def test_batch_size_is_checked_everywhere(call, value):
     ({"optimizer": None}, "optimizer must be a name"),
     ({"initial_epoch": -1}, "initial_epoch must be a whole number >= 0"),
     ({"initial_epoch": 0.5}, "initial_epoch must be a whole number >= 0"),
-    ({"lr": math.nan, "optimizer": SGD(lr=0.1)}, "lr must be finite and > 0"),
-    ({"lr": math.inf}, "lr must be finite and > 0"),
-    ({"lr": "fast"}, "lr must be a number"),
+    ({"lr": math.nan, "optimizer": SGD(lr=0.1)}, "learning rate must be finite and > 0"),
+    ({"lr": math.inf}, "learning rate must be finite and > 0"),
+    ({"lr": "fast"}, "learning rate must be a number"),
+    ({"seed": None}, "seed must be a whole number >= 0"),
+    ({"seed": -1}, "seed must be a whole number >= 0"),
     ({"schedule": ["cosine"]}, "unknown schedule"),
 ])
 def test_bad_fit_arguments_name_the_argument(kwargs, message):
@@ -75,7 +78,7 @@ def test_sizes_beyond_memory_are_refused_before_allocating():
 
 @pytest.mark.parametrize("x", [[[1, 2, 3, 4], [1, 2]], [[1, 2, 3, 4], "abcd"], [[1, 2, 3, {}]]])
 def test_ragged_or_mixed_lists_are_refused(x):
-    with pytest.raises(nnxp.ShapeError, match="x "):
+    with pytest.raises(nnxp.ShapeError, match="x must be a rectangular array"):
         _net().predict(x)
 
 
@@ -85,13 +88,13 @@ def test_ragged_or_mixed_lists_are_refused(x):
     (np.full((3, 4), np.inf), "NaN or infinite"),
     (np.zeros((3, 4)) + 1j, "real numbers"),
     (np.zeros((3, 4), dtype=bool), "real numbers"),
-    ([[1, 2, 3, 4], [1]], "ragged"),
+    ([[1, 2, 3, 4], [1]], "rectangular array"),
 ])
 def test_set_weights_refuses_bad_values_and_keeps_the_old_ones(w, message):
     net = _net()
     before = net.get_weights()
     pairs = [(w, np.zeros(3)), before[1]]
-    with pytest.raises(nnxp.ShapeError, match=f"layer 0 W .*{message}|layer 0 W is a {message}"):
+    with pytest.raises(nnxp.ShapeError, match=f"layer 0 weight .*{message}"):
         net.set_weights(pairs)
     np.testing.assert_array_equal(net.get_weights()[0][0], before[0][0])
 
@@ -101,7 +104,7 @@ def test_file_paths_are_checked(path):
     with pytest.raises(nnxp.ConfigError, match="path must be a file path"):
         nnxp.load(path)
     with pytest.raises(nnxp.ConfigError, match="path must be a file path"):
-        nnxp.data.read_idx(path)
+        read_idx(path)
 
 
 # -- property: the checkers accept exactly what they document -----------------------------------
@@ -120,7 +123,7 @@ def test_checkers_accept_only_what_they_document(value):
         else:
             with pytest.raises(nnxp.ConfigError, match="^n must be"):
                 check("n", value)
-    number = type(value) in (int, float) and math.isfinite(value)
+    number = type(value) in (int, float) and abs(value) < 1e308 and math.isfinite(value)
     if number and value > 0:
         assert finite_float("lr", value, positive=True) == float(value)
     else:
@@ -160,8 +163,6 @@ def test_random_predict_inputs_work_or_raise_one_nnxp_error(x, batch):
     assert np.isfinite(nnxp.to_numpy(out)).all()
 
 
-def test_host_array_passes_arrays_through():
-    a = np.zeros(3)
-    assert host_array("x", a) is a
-    assert layer_sizes((2.0, 3)) == [2, 3]
+def test_small_helpers():
+    assert check_sizes((2.0, 3)) == [2, 3]
     assert file_path("p", "m.safetensors") == "m.safetensors"

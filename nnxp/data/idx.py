@@ -30,9 +30,8 @@ from typing import Union
 
 import numpy as np
 
-from nnxp.errors import DataError, ShapeError
-from nnxp.data._atomic import atomic_open
-from nnxp.validation import file_path, host_array
+from nnxp.errors import ConfigError, DataError, ShapeError
+from nnxp._files import atomic_open
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -73,7 +72,7 @@ def read_idx(path: PathLike) -> np.ndarray:
     The result has the file's shape and dtype in native byte order and is
     writable. The file length must match the header exactly.
     """
-    path = Path(file_path("path", path))
+    path = _path(path)
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise DataError(f"{path}: not a regular file; give an IDX file")
@@ -82,6 +81,12 @@ def read_idx(path: PathLike) -> np.ndarray:
         raise DataError(f"{path}: cannot open IDX file ({_reason(e)}); check the path") from None
     with f:
         return _read_stream(f, str(path))
+
+
+def _path(path: object) -> Path:
+    if isinstance(path, os.PathLike) or isinstance(path, str) and path:
+        return Path(path)
+    raise ConfigError(f"path must be a file path (str or pathlib.Path), got {path!r}")
 
 
 def read_images(path: PathLike) -> np.ndarray:
@@ -263,9 +268,11 @@ def write_idx(path: PathLike, array: np.ndarray) -> None:
     int32, float32, float64 (any byte order; stored big-endian), at most 255
     dimensions and each dimension below 2**32.
     """
-    path = Path(file_path("path", path))
-    array = host_array("array", array)
-    array = np.asarray(array)
+    path = _path(path)
+    try:
+        array = np.asarray(array)
+    except (ValueError, TypeError) as e:
+        raise ShapeError(f"{path}: array must be a rectangular array of numbers ({_reason(e)})") from None
     dt = array.dtype
     code = _KIND_TO_CODE.get((dt.kind, dt.itemsize)) if dt.kind in "uif" else None
     if code is None:
