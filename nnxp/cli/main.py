@@ -19,7 +19,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with usage errors as one line and exit status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        # Always "nnxp: error:" (as for every other error), naming the command's help.
+        self.exit(2, f"nnxp: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
