@@ -9,6 +9,7 @@ whole module stays within a few seconds of CI time; ``NNXP_FUZZ_SCALE=50``
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import warnings
@@ -203,3 +204,106 @@ def test_mutated_checkpoints_load_or_fail_cleanly(tmp_path_factory, saved_checkp
     if kind == "ok":
         assert all(np.isfinite(w).all() for w, _ in result.net.get_weights())
         assert result.optimizer.t >= 0
+
+
+# -- images: random sizes, modes, bit depths, formats; mutated files ------------------------------------
+
+_MODES = ["1", "L", "P", "RGB", "RGBA", "LA", "I", "I;16", "F", "CMYK", "YCbCr", "LAB", "HSV", "PA",
+          "I;16B"]
+_FORMATS = ["PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM", "ICO", "TGA"]
+
+
+def _pil_image(draw):
+    from PIL import Image
+
+    mode = draw(st.sampled_from(_MODES))
+    width, height = draw(st.integers(1, 48)), draw(st.integers(1, 48))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    base = Image.fromarray(rng.integers(0, 256, (height, width, 4), dtype=np.uint8), "RGBA")
+    try:
+        return base.convert(mode) if mode not in ("I;16", "I;16B", "F", "I") else \
+            Image.fromarray(rng.integers(0, 2**16, (height, width)).astype(
+                {"I;16": "<u2", "I;16B": ">u2", "F": np.float32, "I": np.int32}[mode]),
+                mode if mode != "I;16B" else "I;16B")
+    except (ValueError, TypeError, KeyError):
+        return base.convert("L")
+
+
+@st.composite
+def image_files(draw):
+    """Bytes of a random image in a random format (what Pillow can write of it), maybe damaged."""
+    from PIL import Image
+
+    image = _pil_image(draw)
+    fmt = draw(st.sampled_from(_FORMATS))
+    buf = io.BytesIO()
+    try:
+        image.save(buf, format=fmt)
+    except (OSError, ValueError, KeyError, TypeError):
+        buf = io.BytesIO()
+        try:
+            image.convert("RGB").save(buf, format="PNG")
+        except (OSError, ValueError):
+            image = Image.new("L", image.size)
+            image.save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    for where, value in draw(st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=3)):
+        data[int(where * (len(data) - 1))] = value
+    if draw(st.integers(0, 4)) == 0:
+        data = data[:draw(st.integers(0, len(data)))]
+    return bytes(data)
+
+
+@st.composite
+def pgm_files(draw):
+    width, height = draw(st.integers(0, 40)), draw(st.integers(0, 40))
+    maxval = draw(st.sampled_from([0, 1, 15, 255, 256, 65535, 65536]))
+    binary = draw(st.booleans())
+    comment = draw(st.sampled_from(["", "# c\n"]))
+    head = f"{'P5' if binary else 'P2'}\n{comment}{width} {height}\n{maxval}\n"
+    n = width * height + draw(st.sampled_from([0, 0, -1, 3]))
+    values = draw(st.lists(st.integers(0, max(maxval, 1) + 1), min_size=max(n, 0), max_size=max(n, 0)))
+    if binary:
+        fmt = ">u2" if maxval >= 256 else "u1"
+        body = np.asarray(values, dtype=np.int64).clip(0, 65535 if maxval >= 256 else 255).astype(fmt).tobytes()
+    else:
+        body = " ".join(map(str, values)).encode()
+    return head.encode() + body
+
+
+@fuzz(100)
+@given(data=st.one_of(image_files(), pgm_files()))
+def test_random_images_read_or_fail_cleanly(tmp_path_factory, data):
+    from nnxp.viz import read_image, to_mnist
+
+    path = tmp_path_factory.mktemp("img") / "digit"
+    path.write_bytes(data)
+    kind, grey = outcome(lambda: read_image(path))
+    if kind == "ok":
+        assert grey.dtype == np.uint8 and grey.ndim == 2 and grey.size > 0
+        kind, digit = outcome(lambda: to_mnist(grey, str(path)))
+        if kind == "ok":
+            assert digit.shape == (28, 28) and digit.dtype == np.uint8
+
+
+@pytest.mark.parametrize("size", [(13000, 13000), (7000, 6000), (20000, 20000)])
+def test_huge_images_are_refused_from_the_header(tmp_path, size, capfd):
+    from PIL import Image
+
+    from nnxp.viz import read_image
+
+    path = tmp_path / "bomb.png"
+    Image.new("1", size).save(path)  # a few hundred kB that would decode to gigabytes
+    kind, message = outcome(lambda: read_image(path))
+    assert kind == "error" and "scale it down" in message
+    assert capfd.readouterr().err == ""  # no DecompressionBombWarning on stderr
+
+
+def test_huge_pgm_header_is_refused_before_reading(tmp_path):
+    from nnxp.viz import read_image
+
+    path = tmp_path / "bomb.pgm"
+    path.write_bytes(b"P5 60000 60000 255\n" + bytes(100))
+    kind, message = outcome(lambda: read_image(path))
+    assert kind == "error" and "60000x60000" in message
