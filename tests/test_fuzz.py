@@ -30,16 +30,28 @@ def fuzz(n: int):
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
+# NNXP_FUZZ_COUNTS=FILE: write {test: {"ok": n, "error": n}} there at exit (for the issue's counts).
+COUNTS: dict[str, dict[str, int]] = {}
+if os.environ.get("NNXP_FUZZ_COUNTS"):
+    import atexit
+
+    atexit.register(lambda: open(os.environ["NNXP_FUZZ_COUNTS"], "w").write(json.dumps(COUNTS, indent=1)))
+
+
 def outcome(call):
     """Run ``call`` with warnings as errors: ("ok", result) or ("error", one-line message)."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0].split("::")[-1]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
-            return "ok", call()
+            result = "ok", call()
         except nnxp.NnxpError as exc:
             message = str(exc)
             assert message and "\n" not in message, f"not one line: {message!r}"
-            return "error", message
+            result = "error", message
+    tally = COUNTS.setdefault(test, {"ok": 0, "error": 0})
+    tally[result[0]] += 1
+    return result
 
 
 def files_in(directory):
@@ -213,45 +225,43 @@ _MODES = ["1", "L", "P", "RGB", "RGBA", "LA", "I", "I;16", "F", "CMYK", "YCbCr",
 _FORMATS = ["PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM", "ICO", "TGA"]
 
 
-def _pil_image(draw):
+def _pil_image(mode: str, width: int, height: int, seed: int):
     from PIL import Image
 
-    mode = draw(st.sampled_from(_MODES))
-    width, height = draw(st.integers(1, 48)), draw(st.integers(1, 48))
-    seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     base = Image.fromarray(rng.integers(0, 256, (height, width, 4), dtype=np.uint8), "RGBA")
     try:
-        return base.convert(mode) if mode not in ("I;16", "I;16B", "F", "I") else \
-            Image.fromarray(rng.integers(0, 2**16, (height, width)).astype(
-                {"I;16": "<u2", "I;16B": ">u2", "F": np.float32, "I": np.int32}[mode]),
-                mode if mode != "I;16B" else "I;16B")
+        if mode in ("I;16", "I;16B", "F", "I"):
+            dtype = {"I;16": "<u2", "I;16B": ">u2", "F": np.float32, "I": np.int32}[mode]
+            return Image.fromarray(rng.integers(0, 2**16, (height, width)).astype(dtype), mode)
+        return base.convert(mode)
     except (ValueError, TypeError, KeyError):
         return base.convert("L")
 
 
 @st.composite
 def image_files(draw):
-    """Bytes of a random image in a random format (what Pillow can write of it), maybe damaged."""
+    """Bytes of a random image in a random format (what Pillow can write of it), maybe damaged.
+
+    Everything is drawn first, so what Pillow does cannot change the shape of the draws."""
     from PIL import Image
 
-    image = _pil_image(draw)
-    fmt = draw(st.sampled_from(_FORMATS))
+    mode, fmt = draw(st.sampled_from(_MODES)), draw(st.sampled_from(_FORMATS))
+    width, height, seed = draw(st.integers(1, 48)), draw(st.integers(1, 48)), draw(st.integers(0, 2**32 - 1))
+    edits = draw(st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=3))
+    cut = draw(st.one_of(st.none(), st.none(), st.none(), st.floats(0, 1)))
+    image = _pil_image(mode, width, height, seed)
     buf = io.BytesIO()
     try:
         image.save(buf, format=fmt)
     except (OSError, ValueError, KeyError, TypeError):
         buf = io.BytesIO()
-        try:
-            image.convert("RGB").save(buf, format="PNG")
-        except (OSError, ValueError):
-            image = Image.new("L", image.size)
-            image.save(buf, format="PNG")
+        Image.new("L", image.size).save(buf, format="PNG")
     data = bytearray(buf.getvalue())
-    for where, value in draw(st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=3)):
+    for where, value in edits:
         data[int(where * (len(data) - 1))] = value
-    if draw(st.integers(0, 4)) == 0:
-        data = data[:draw(st.integers(0, len(data)))]
+    if cut is not None:
+        data = data[:int(cut * len(data))]
     return bytes(data)
 
 

@@ -149,15 +149,16 @@ def _read_with_pillow(data: bytes, path: Path) -> np.ndarray:
         raise NnxpError(f"reading {path} needs Pillow (without it nnxp reads only PGM): "
                         f"{INSTALL_PLOT}, or convert the image to PGM") from None
     try:
+        # Pillow warns about oddities it works around (a TIFF tag past the end of the file) and
+        # about sizes over its own limit (nnxp's lower one applies below): the image decodes or
+        # fails with one error line, never warnings on stderr.
         with warnings.catch_warnings():
-            # nnxp's own, lower limit applies below; Pillow's warning would only repeat it on stderr.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(io.BytesIO(data))
-        with opened:
-            _check_image_size(*opened.size, path)  # from the header: nothing decoded yet
-            image = ImageOps.exif_transpose(opened)
-            image.load()
-            return _pillow_grey(image)
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as opened:
+                _check_image_size(*opened.size, path)  # from the header: nothing decoded yet
+                image = ImageOps.exif_transpose(opened)
+                image.load()
+                return _pillow_grey(image)
     except DataError:
         raise
     except Image.DecompressionBombError:
