@@ -135,6 +135,16 @@ def network_descriptions(draw):
         config[key] = draw(_json_values)
     if draw(st.booleans()) and isinstance(config["activations"], list) and config["activations"]:
         config["activations"][0] = {"name": "leaky_relu", "alpha": draw(_json_values)}
+    if draw(st.booleans()):  # format 2: a list of layers (dense, maybe dropout), one field maybe replaced
+        layers = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            if layers and draw(st.booleans()):
+                layers.append({"kind": "dropout", "p": 0.5, "features": n_in})
+            layers.append({"kind": "dense", "in": n_in, "out": n_out, "activation": {"name": "relu"}})
+        if draw(st.booleans()):
+            layer = draw(st.sampled_from(layers))
+            layer[draw(st.sampled_from(sorted(layer) + ["extra"]))] = draw(_json_values)
+        config["layers"] = layers if draw(st.integers(0, 9)) else draw(_json_values)
     return config
 
 
@@ -143,10 +153,17 @@ def model_files(draw):
     config = draw(network_descriptions())
     sizes = config["sizes"] if isinstance(config["sizes"], list) else [2, 2]
     tensors = {}
-    good = all(type(s) is int and 1 <= s <= 8 for s in sizes) and len(sizes) >= 2
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]) if good else []):
-        tensors[f"layers.{i}.weight"] = [n_out, n_in]
-        tensors[f"layers.{i}.bias"] = [n_out]
+    if isinstance(config.get("layers"), list):  # format 2: tensors of the dense layers, by layer index
+        for i, layer in enumerate(config["layers"]):
+            n_in, n_out = (layer.get("in"), layer.get("out")) if isinstance(layer, dict) else (0, 0)
+            if isinstance(layer, dict) and layer.get("kind") == "dense" and all(type(v) is int and 1 <= v <= 8 for v in (n_in, n_out)):
+                tensors[f"layers.{i}.weight"] = [n_out, n_in]
+                tensors[f"layers.{i}.bias"] = [n_out]
+    else:
+        good = all(type(s) is int and 1 <= s <= 8 for s in sizes) and len(sizes) >= 2
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]) if good else []):
+            tensors[f"layers.{i}.weight"] = [n_out, n_in]
+            tensors[f"layers.{i}.bias"] = [n_out]
     if draw(st.booleans()):
         tensors[draw(st.text(max_size=12))] = draw(st.lists(st.integers(0, 5), max_size=3))
     header, blobs, offset = {}, [], 0
