@@ -8,8 +8,10 @@ An epoch has diverged when any of these holds (checked in this order):
 3. its training loss is finite but more than :data:`EXPLOSION_FACTOR` times
    the reference loss: the first epoch's loss for later epochs, and the loss
    of the very first batch (measured before the first update) for the first
-   epoch.  The reference comes from the run's history, so a resumed run
-   decides exactly as an uninterrupted one would.
+   epoch.  A reference below :data:`MIN_REFERENCE` counts as that much, so a
+   run whose loss starts near zero is not stopped by ordinary noise.  The
+   reference comes from the run's history, so a resumed run decides exactly
+   as an uninterrupted one would.
 
 A diverged epoch raises :class:`~nnxp.errors.DivergenceError` *before* the
 epoch's callbacks run, so no checkpoint of a diverged network is ever
@@ -29,11 +31,13 @@ from array_api_compat import array_namespace
 
 from .errors import DivergenceError
 
-__all__ = ["EXPLOSION_FACTOR", "all_finite", "check_epoch", "nonfinite_names"]
+__all__ = ["EXPLOSION_FACTOR", "MIN_REFERENCE", "all_finite", "check_epoch", "nonfinite_names"]
 
 #: A finite loss this many times its reference counts as diverged (Lightning's
 #: EarlyStopping calls this a divergence threshold; nnxp makes it relative).
 EXPLOSION_FACTOR = 1e3
+#: The smallest reference loss the explosion rule uses.
+MIN_REFERENCE = 1e-3
 
 
 def all_finite(arrays: Sequence[Any]) -> bool:
@@ -81,7 +85,7 @@ def check_epoch(net: Any, optimizer: Any, record: dict[str, float], history: Seq
     else:
         reference, against = first_batch_loss, "the first batch's"
     loss = record["loss"]
-    if reference is not None and math.isfinite(reference) and reference > 0 \
-            and loss > EXPLOSION_FACTOR * reference:
+    if reference is not None and math.isfinite(reference) \
+            and loss > EXPLOSION_FACTOR * max(reference, MIN_REFERENCE):
         raise DivergenceError(f"training diverged in epoch {epoch}: the loss {loss:.4g} is more than "
                               f"{EXPLOSION_FACTOR:g} times {against} ({reference:.4g}); {advice}")

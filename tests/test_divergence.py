@@ -98,6 +98,10 @@ def test_rule_explosion_relative_to_the_start():
     with pytest.raises(nnxp.DivergenceError, match="the first batch's"):
         check_epoch(net, opt, {"epoch": 1, "loss": 3e3}, [], first_batch_loss=2.3)
     check_epoch(net, opt, {"epoch": 1, "loss": 3e3}, [])  # no reference: only the finite checks
+    tiny = [{"epoch": 1, "loss": 1e-9}]  # a loss starting near zero: noise is not divergence
+    check_epoch(net, opt, {"epoch": 2, "loss": 1e-4}, tiny)
+    with pytest.raises(nnxp.DivergenceError):
+        check_epoch(net, opt, {"epoch": 2, "loss": 1.5}, tiny)
 
 
 def test_save_checkpoint_refuses_nonfinite(tmp_path):
