@@ -183,3 +183,14 @@ def test_random_train_flags(capsys, tmp_path_factory, small_data, flags):
         assert line.startswith("nnxp: error: " if code == 2 else "nnxp: training diverged")
         if code == 2:
             assert not save.exists()
+
+
+def test_out_of_memory_is_one_line(capsys, monkeypatch, small_data):
+    import nnxp.cli.train as train_cli
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(train_cli, "_describe_run", no_memory)
+    code, _, err = run_cli(capsys, "train", "--device", "cpu", "--no-save")
+    assert code == 2 and "out of memory" in one_line_error(err)

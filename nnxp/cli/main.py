@@ -49,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NnxpError as exc:
         print(f"nnxp: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:  # also CuPy's OutOfMemoryError: sizes that pass the checks but not training
+        print("nnxp: error: out of memory: use smaller layers or a smaller --batch-size", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         hint = getattr(args, "resume_hint", None)
         print("\nnnxp: interrupted" + (f"; resume with: {hint}" if hint else ""), file=sys.stderr)
