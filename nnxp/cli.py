@@ -1,4 +1,4 @@
-"""The ``nnxp`` command: train, evaluate, predict, images, plot, bench.
+"""The ``nnxp`` command: train, evaluate, predict, images, plot, bench, text.
 
 Every user error (bad flag value, missing or corrupt file, unknown device, no
 GPU, unwritable path) ends with one line ``nnxp: error: ...`` on stderr and
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import bench
 
     bench.add_command(commands)
+    from .text import commands as text_commands
+
+    text_commands.add_commands(commands, device_argument=_add_device_argument)
     return parser
 
 
