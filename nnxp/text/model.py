@@ -141,8 +141,10 @@ class NextTokenModel:
     def perplexity(self, x: Any, y: Any, batch_size: int = 1024) -> float:
         """exp(mean -log P(y | x)) over device arrays x (N, k), y (N,)."""
         total = None
-        for start in range(0, x.shape[0], batch_size):
-            part = self.summed_cost(x[start:start + batch_size], y[start:start + batch_size])
+        n = x.shape[0]
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)  # out-of-bounds slice stops are not in the standard
+            part = self.summed_cost(x[start:stop, ...], y[start:stop])
             total = part if total is None else total + part
         return math.exp(float(total) / x.shape[0])
 
@@ -209,7 +211,7 @@ def train_model(model: NextTokenModel, stream: np.ndarray, *, epochs: int = 5, b
     backend = model.backend
     ids = backend.index_dtype
     x_dev, y_dev = backend.asarray(x, ids), backend.asarray(y, ids)
-    x_train, y_train, x_test, y_test = x_dev[:split], y_dev[:split], x_dev[split:], y_dev[split:]
+    x_train, y_train, x_test, y_test = x_dev[:split, ...], y_dev[:split], x_dev[split:, ...], y_dev[split:]
     xp = backend.xp
     show = sys.stderr.isatty() if progress is None else progress
     for epoch in range(1, epochs + 1):
@@ -219,7 +221,7 @@ def train_model(model: NextTokenModel, stream: np.ndarray, *, epochs: int = 5, b
         bar = _progress_bar(epoch, epochs, split) if show else None
         with backend.context():
             for lo in range(0, split, batch_size):
-                batch = order[lo:lo + batch_size]
+                batch = order[lo:min(lo + batch_size, split)]
                 bx, by = xp.take(x_train, batch, axis=0), xp.take(y_train, batch, axis=0)
                 cost, grads = model.cost_and_gradients(bx, by)
                 optimizer.step(model.parameters(), grads)
