@@ -118,3 +118,16 @@ def test_too_many_merges_unknown_token_and_wrong_model_file(capsys, tmp_path, co
     assert code == 2 and "unknown token 'zulu'" in one_line_error(err)
     code, _, err = run_cli(capsys, "text", "neighbours", small, "the")
     assert code == 2 and "not an nnxp model file" in one_line_error(err)
+
+
+def test_readme_text_example_runs_and_prints_what_it_says(tmp_path, monkeypatch, capsys):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "nnxp.text" in b)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    promised = re.search(r"print\(result\.vocabulary_lines\(\)\[:3\]\)\s+# (.*)", block).group(1)
+    assert capsys.readouterr().out.strip() == promised
+    assert (tmp_path / "tokenizer.json").exists()
