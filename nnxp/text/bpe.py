@@ -26,11 +26,11 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["Merges", "learn_merges"]
+__all__ = ["Merges", "learn_merges", "merge_pair"]
 
 
 @dataclass
@@ -105,8 +105,8 @@ def learn_merges(word_counts: Mapping[str, int], merges: int, *, alphabet: Itera
         gained: dict[tuple[int, int], list[int]] = defaultdict(list)
         for wi in where.pop(pair):
             word = words[wi]
-            merged = _merge_word(word, a, b, new)
-            if merged is None:  # the index is a superset: the pair left this word earlier
+            merged = merge_pair(word, a, b, new)
+            if merged is word:  # the index is a superset: the pair left this word earlier
                 continue
             n = counts[wi]
             for p in zip(word, word[1:]):
@@ -137,9 +137,10 @@ def learn_merges(word_counts: Mapping[str, int], merges: int, *, alphabet: Itera
     return Merges(symbols, [(symbols[a], symbols[b]) for a, b in done], words, final)
 
 
-def _merge_word(word: list[int], a: int, b: int, new: int) -> list[int] | None:
-    """``word`` with every ``a b`` (left to right, non-overlapping) replaced by ``new``; None if absent."""
-    out: list[int] = []
+def merge_pair(word: list, a: Any, b: Any, new: Any) -> list:
+    """``word`` with every ``a b`` (left to right, non-overlapping) replaced by ``new``;
+    ``word`` itself (the same object) when it holds no ``a b``."""
+    out: list = []
     i, n, found = 0, len(word), False
     while i < n:
         if i + 1 < n and word[i] == a and word[i + 1] == b:
@@ -149,4 +150,4 @@ def _merge_word(word: list[int], a: int, b: int, new: int) -> list[int] | None:
         else:
             out.append(word[i])
             i += 1
-    return out if found else None
+    return out if found else word

@@ -37,7 +37,7 @@ from typing import Sequence
 
 from ..data._atomic import atomic_write_bytes
 from ..errors import ConfigError, DataError
-from .bpe import Merges, learn_merges
+from .bpe import Merges, learn_merges, merge_pair
 
 __all__ = ["Tokenizer", "learn", "words_of", "chunks_of", "BYTE_CHUNK_PATTERN", "MODES"]
 
@@ -141,15 +141,7 @@ class Tokenizer:
             if best is None:
                 break
             a, b = best
-            merged, i = [], 0
-            while i < len(parts):
-                if i + 1 < len(parts) and parts[i] == a and parts[i + 1] == b:
-                    merged.append(a + b)
-                    i += 2
-                else:
-                    merged.append(parts[i])
-                    i += 1
-            parts = merged
+            parts = merge_pair(parts, a, b, a + b)
         return [self.ids[p] for p in parts]
 
     def decode(self, ids: Sequence[int]) -> str:
