@@ -113,3 +113,24 @@ def test_bigram_perplexity_by_hand():
     prev, nxt = np.array([0, 0, 0, 1]), np.array([1, 1, 2, 0])
     ppl = bigram_perplexity(prev, nxt, np.array([0, 1]), np.array([1, 2]), 3, 1.0)
     assert ppl == pytest.approx((0.5 * 0.25) ** -0.5)
+
+
+def test_embedding_config_round_trip(backend):
+    layer = Embedding.create(V, D, 3, backend=backend, dtype="float32")
+    again = Embedding.from_config(layer.config(), backend, "float32")
+    assert again.config() == layer.config() == {"kind": "embedding", "vocabulary": V, "dimension": D, "context": 3}
+    assert (again.in_features, again.out_features) == (3, 3 * D) and again.accepts_ids
+    again.set_parameters(layer.parameters())
+    assert again.parameters()[0] is layer.table
+
+
+def test_model_file_round_trip_onto_the_cpu(backend, tmp_path):
+    from nnxp.text import learn
+
+    tokenizer, _ = learn("the cat the cat sat on the mat mat on", 3)
+    model = NextTokenModel(len(tokenizer), 2, 3, 4, device=backend, dtype="float32", seed=1)
+    model.save(tmp_path / "m.safetensors", tokenizer)
+    again, tok, metadata = NextTokenModel.load(tmp_path / "m.safetensors", device="cpu")
+    assert tok.symbols == tokenizer.symbols and metadata["config"] == model.config()
+    for a, b in zip(again.parameters(), model.parameters()):
+        np.testing.assert_array_equal(host(a), host(b))
