@@ -129,7 +129,7 @@ def run(text: str, corpus_name: str, merges: int = 5000, repeats: int = 5) -> di
         "kind": "text", "corpus": corpus_name, "bytes": n_bytes, "repeats": repeats, "cases": cases,
         "machine": {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cpu": _cpu_model(),
                     "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "tokenizers": tokenizers.__version__,
+                    "tokenizers": tokenizers.__version__, "load_average_1min": os.getloadavg()[0],
                     "tokenizers_threads": os.environ.get("RAYON_NUM_THREADS", f"all cores ({os.cpu_count()})")},
     }
 
@@ -137,7 +137,7 @@ def run(text: str, corpus_name: str, merges: int = 5000, repeats: int = 5) -> di
 def format_markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     out = [f"Corpus: {result['corpus']}, {result['bytes']:,} bytes. {m['date']}; {m['cpu']}, {m['cores']} cores, "
-           f"{m['platform']}; Python {m['python']}, tokenizers {m['tokenizers']} "
+           f"{m['platform']}; load average {m['load_average_1min']:.1f} at the end; Python {m['python']}, tokenizers {m['tokenizers']} "
            f"(threads: {m['tokenizers_threads']}); median of {result['repeats']} interleaved runs.", "",
            "| mode | merges | vocabulary | train nnxp (s) | train tokenizers (s) | time ratio | same merges "
            "| tokens/byte nnxp | tokens/byte tokenizers | encode nnxp MB/s (cold / warm) "
