@@ -3,6 +3,9 @@
 - :mod:`~nnxp.text.corpus`: reading UTF-8 text, the offline default corpus.
 - :mod:`~nnxp.text.bpe`: learning merges with incremental pair counts.
 - :mod:`~nnxp.text.tokenizer`: encode/decode, Hugging Face ``tokenizer.json`` files.
+- :mod:`~nnxp.text.embedding`: the Embedding layer (gather forward, scatter-add backward).
+- :mod:`~nnxp.text.model`: the next-token model (Bengio et al. 2003), bigram baseline, neighbours.
+- :mod:`~nnxp.text.commands`: ``nnxp text vocab|train|neighbours``; :mod:`~nnxp.text.bench`: vs tokenizers.
 """
 
 from .bpe import Merges, learn_merges
