@@ -136,6 +136,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .model import NextTokenModel, neighbours, train_model
 
+    from ..backend import get_backend
+
+    get_backend(args.device)  # an unusable device fails before any work
     _check_writable(args.save)
     if args.metrics is not None:
         _check_writable(args.metrics)
