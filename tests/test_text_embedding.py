@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nnxp.kernels import ops_for
 from nnxp.text.embedding import Embedding, scatter_add_rows, scatter_add_rows_generic
 from nnxp.text.model import NextTokenModel, bigram_perplexity
 
@@ -79,6 +80,8 @@ def test_model_gradients_match_finite_differences(backend):
     x_dev = backend.asarray(ids, backend.index_dtype)
     y_dev = backend.asarray(targets, backend.index_dtype)
     _, grads = model.cost_and_gradients(x_dev, y_dev)
+    _, fast = model.cost_and_gradients(x_dev, y_dev, ops_for(backend))
+    fast = [host(g).copy() for g in fast]  # the fast path's buffers are reused by later calls
     reference = NextTokenModel(vocab, k, 3, 4, device="cpu", dtype="float64", seed=5)
     params = [host(p).copy() for p in reference.parameters()]
 
@@ -96,7 +99,9 @@ def test_model_gradients_match_finite_differences(backend):
             down[p_index][i] -= eps
             fd[i] = (cost(up) - cost(down)) / (2 * eps)
         np.testing.assert_allclose(host(grads[p_index]), fd, rtol=1e-6, atol=1e-8,
-                                   err_msg=model.NAMES[p_index])
+                                   err_msg=f"parameter {p_index}")
+        np.testing.assert_allclose(host(fast[p_index]), fd, rtol=1e-6, atol=1e-8,
+                                   err_msg=f"parameter {p_index}, fast path")
 
 
 def test_model_perplexity_is_exp_of_the_mean_cost(backend):
@@ -131,6 +136,22 @@ def test_model_file_round_trip_onto_the_cpu(backend, tmp_path):
     model = NextTokenModel(len(tokenizer), 2, 3, 4, device=backend, dtype="float32", seed=1)
     model.save(tmp_path / "m.safetensors", tokenizer)
     again, tok, metadata = NextTokenModel.load(tmp_path / "m.safetensors", device="cpu")
-    assert tok.symbols == tokenizer.symbols and metadata["config"] == model.config()
+    assert tok.symbols == tokenizer.symbols and again.config() == model.config()
+    assert metadata["network"]["layers"][0]["kind"] == "embedding"
     for a, b in zip(again.parameters(), model.parameters()):
         np.testing.assert_array_equal(host(a), host(b))
+
+
+def test_a_text_model_file_is_an_nnxp_network(tmp_path):
+    import nnxp
+    from nnxp.text import learn
+
+    tokenizer, _ = learn("the cat the cat sat on the mat mat on", 3)
+    model = NextTokenModel(len(tokenizer), 2, 3, 4, device="cpu", seed=1)
+    model.save(tmp_path / "m.safetensors", tokenizer)
+    net = nnxp.load(tmp_path / "m.safetensors", device="cpu")
+    assert isinstance(net.layers[0], Embedding)
+    probabilities = host(net.predict(np.array([[0, 1], [2, 2]])))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(nnxp.ShapeError, match="token ids from 0 to 99"):
+        net.predict(np.array([[0, 99]]))

@@ -13,10 +13,10 @@ API has no scatter-add, so the generic formula is a one-hot product,
 take a fast path (``np.add.at`` / ``cupyx.scatter_add``) chosen by the exact
 array type, tested against the generic one.
 
-The layer follows the Layer interface of the layer spec (``parameters``,
-``set_parameters``, ``forward(x, run)``, ``backward(g, saved, run)``,
-``config``/``from_config``); it is the first layer of a network and takes
-integer ids (``accepts_ids``), so it never returns an input gradient.
+The layer is a :class:`nnxp.layers.Layer` (kind ``"embedding"``, so model
+files know it once this module is imported); it takes integer ids
+(``accepts_ids``), so it can only be a network's first layer and never
+returns an input gradient.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from array_api_compat import array_namespace, is_cupy_array
 from array_api_compat import device as array_device
 
 from ..backend import Backend, get_backend
-from ..errors import ShapeError
+from ..errors import ConfigError, ShapeError
+from ..layers import Layer, Run
 
 __all__ = ["Embedding", "scatter_add_rows"]
 
@@ -57,16 +58,17 @@ def scatter_add_rows_generic(ids: Any, g: Any, rows: int) -> Any:
     return onehot.T @ g
 
 
-class Embedding:
+class Embedding(Layer):
     """Token embeddings: ids (B, k) -> the k rows of ``table`` (V, d) concatenated, (B, k*d)."""
 
-    kind: ClassVar[str] = "embedding"
-    accepts_ids: ClassVar[bool] = True
+    kind = "embedding"
+    parameter_names = ("table",)
+    accepts_ids = True
 
     def __init__(self, table: Any, context: int):
         if len(table.shape) != 2:
             raise ShapeError(f"an embedding table is (vocabulary, dimension), got shape {tuple(table.shape)}")
-        if context < 1:
+        if int(context) < 1:
             raise ShapeError(f"context must be at least 1 token, got {context}")
         self.table = table
         self.context = int(context)
@@ -82,7 +84,7 @@ class Embedding:
         return cls(backend.asarray(host, backend.dtype(dtype), copy=True), context)
 
     @property
-    def vocabulary(self) -> int:
+    def vocabulary_size(self) -> int:
         return int(self.table.shape[0])
 
     @property
@@ -97,16 +99,7 @@ class Embedding:
     def out_features(self) -> int:
         return self.context * self.dimension
 
-    def parameters(self) -> list[Any]:
-        return [self.table]
-
-    def set_parameters(self, arrays: list[Any]) -> None:
-        (table,) = arrays
-        if tuple(table.shape) != tuple(self.table.shape):
-            raise ShapeError(f"embedding table of shape {tuple(table.shape)} given for {tuple(self.table.shape)}")
-        self.table = table
-
-    def forward(self, ids: Any, run: Any = None) -> tuple[Any, Any]:
+    def forward(self, ids: Any, run: Run | None = None) -> tuple[Any, Any]:
         """(out (B, k*d), the flat ids saved for backward); ``ids`` (B, k) integers on the table's device."""
         xp = array_namespace(self.table)
         if len(ids.shape) != 2 or ids.shape[1] != self.context:
@@ -115,21 +108,30 @@ class Embedding:
         rows = xp.take(self.table, flat, axis=0)
         return xp.reshape(rows, (ids.shape[0], self.out_features)), flat
 
-    def backward(self, g: Any, saved: Any, run: Any = None) -> tuple[None, list[Any]]:
+    def backward(self, g: Any, saved: Any, run: Run | None = None) -> tuple[None, list[Any]]:
         """(None: ids have no gradient, [dC/dtable (V, d)]) for g = dC/dout (B, k*d)."""
         xp = array_namespace(g)
         rows = xp.reshape(g, (-1, self.dimension))
-        return None, [scatter_add_rows(saved, rows, self.vocabulary)]
+        return None, [scatter_add_rows(saved, rows, self.vocabulary_size)]
 
     def config(self) -> dict[str, Any]:
-        return {"kind": self.kind, "vocabulary": self.vocabulary, "dimension": self.dimension,
+        return {"kind": self.kind, "vocabulary": self.vocabulary_size, "dimension": self.dimension,
                 "context": self.context}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], backend: Any = "cpu", dtype: str = "float32") -> "Embedding":
+    def from_config(cls, config: dict[str, Any], backend: Any, dtype: Any) -> "Embedding":
+        """Placeholder (zero) parameters of the described shape; ``dtype`` a dtype or its name."""
         backend = get_backend(backend)
-        table = backend.zeros((int(config["vocabulary"]), int(config["dimension"])), backend.dtype(dtype))
-        return cls(table, int(config["context"]))
+        if isinstance(dtype, str):
+            dtype = backend.dtype(dtype)
+        try:
+            shape = (int(config["vocabulary"]), int(config["dimension"]))
+            context = int(config["context"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"layer 'embedding': incomplete description ({exc})") from None
+        if min(shape) < 1:
+            raise ConfigError(f"layer 'embedding': vocabulary and dimension must be positive, got {shape}")
+        return cls(backend.zeros(shape, dtype), context)
 
     def __repr__(self) -> str:
-        return f"Embedding({self.vocabulary} x {self.dimension}, context {self.context})"
+        return f"Embedding({self.vocabulary_size} x {self.dimension}, context {self.context})"

@@ -6,11 +6,14 @@ hidden layer -> a softmax over the vocabulary, trained with cross-entropy::
     x = [E[t1], ..., E[tk]]  (B, k*d)      h = tanh(x W1^T + b1)  (B, H)
     z = h W2^T + b2  (B, V)                C = -(1/B) sum log softmax(z)[target]
 
-Weights are stored (out, in) as in :mod:`nnxp.network`; the loss is nnxp's
-fused softmax cross-entropy, the optimizers nnxp's (:mod:`nnxp.optim`), and
-every array lives on the chosen backend (NumPy, CuPy, ...).  The layer-list
-``Network`` does not take an embedding layer yet, so the training loop is
-written here, with nnxp's losses, optimizers, progress bar and file format.
+The model is an nnxp :class:`~nnxp.network.Network` of three layers
+(:class:`~nnxp.text.embedding.Embedding`, then two :class:`~nnxp.layers.Dense`,
+weights stored (out, in)), trained by its ``train_step`` with nnxp's fused
+softmax cross-entropy and optimizers, on any backend (NumPy, CuPy, ...), and
+saved as an nnxp model file with the tokenizer in its metadata.  The epoch
+loop is written here rather than with :func:`nnxp.train.fit` because ``fit``
+turns all targets into one-hot rows at once (N x V floats: 0.5 GB for the
+default corpus); here each batch's targets become one-hot rows on the device.
 
 The baseline is a count-based bigram model with add-k smoothing,
 P(b | a) = (c(a, b) + k) / (c(a) + k V), counted on the same training split
@@ -33,15 +36,18 @@ from ..activations import get_activation
 from ..backend import get_backend, to_numpy
 from ..errors import ConfigError, DataError, DivergenceError
 from ..init import initial_parameters
-from ..losses import CrossEntropy
+from ..kernels import ArrayAPIOps, ops_for
+from ..layers import Dense
+from ..network import Network
 from ..optim import Optimizer, get_optimizer
-from ..serialization import read_arrays, write_arrays
+from ..serialization import network_from, read_arrays, save
 from .embedding import Embedding
 from .tokenizer import Tokenizer
 
 __all__ = ["NextTokenModel", "contexts", "bigram_perplexity", "train_model", "neighbours", "EpochRecord"]
 
 MODEL_KIND = "nnxp.text.NextTokenModel"
+_REFERENCE = ArrayAPIOps()
 ADD_K_GRID = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 0.0003, 0.0001)
 
 
@@ -75,7 +81,8 @@ def best_bigram(prev_train, next_train, prev_test, next_test, vocabulary) -> tup
 
 
 class NextTokenModel:
-    """Embedding (V, d) over k tokens -> Dense tanh (H) -> Dense softmax (V)."""
+    """Embedding (V, d) over k tokens -> Dense tanh (H) -> Dense softmax (V): a
+    :class:`~nnxp.network.Network` of three layers (``self.net``)."""
 
     def __init__(self, vocabulary: int, context: int = 3, dimension: int = 32, hidden: int = 128, *,
                  device: Any = "auto", dtype: str = "float32", seed: int = 0):
@@ -83,76 +90,78 @@ class NextTokenModel:
                             ("hidden", hidden)):
             if int(value) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
-        self.backend = get_backend(device)
-        self.dtype_name = dtype
-        self.dtype = self.backend.dtype(dtype)
+        backend = get_backend(device)
+        float_dtype = backend.dtype(dtype)
         rng = np.random.default_rng(seed)
-        self.embedding = Embedding.create(vocabulary, dimension, context, backend=self.backend,
-                                          dtype=dtype, rng=rng)
-        self.tanh, self.softmax, self.loss = get_activation("tanh"), get_activation("softmax"), CrossEntropy()
-        w1, b1 = initial_parameters(rng, hidden, context * dimension, "xavier", self.tanh)
-        w2, b2 = initial_parameters(rng, vocabulary, hidden, "xavier", self.softmax)
-        self.w1, self.b1, self.w2, self.b2 = (self.backend.asarray(a, self.dtype, copy=True)
-                                              for a in (w1, b1, w2, b2))
+        embedding = Embedding.create(vocabulary, dimension, context, backend=backend, dtype=dtype, rng=rng)
+        layers: list[Any] = [embedding]
+        for n_in, n_out, act in ((context * dimension, hidden, "tanh"), (hidden, vocabulary, "softmax")):
+            w, b = initial_parameters(rng, n_out, n_in, "xavier", get_activation(act))
+            layers.append(Dense(backend.asarray(w, float_dtype, copy=True),
+                                backend.asarray(b, float_dtype, copy=True), act))
+        self.net = Network.from_layers(layers, loss="cross_entropy", device=backend, dtype=dtype)
 
-    # -- parameters ------------------------------------------------------------------
-    NAMES = ("embedding", "hidden.weight", "hidden.bias", "output.weight", "output.bias")
+    @classmethod
+    def _wrap(cls, net: Network) -> "NextTokenModel":
+        model = cls.__new__(cls)
+        model.net = net
+        return model
+
+    @property
+    def embedding(self) -> Embedding:
+        return self.net.layers[0]
+
+    @property
+    def backend(self) -> Any:
+        return self.net.backend
 
     def parameters(self) -> list[Any]:
-        return [self.embedding.table, self.w1, self.b1, self.w2, self.b2]
+        """[embedding table, hidden W, hidden b, output W, output b]."""
+        return self.net.parameters()
 
     def set_parameters(self, arrays: Sequence[Any]) -> None:
-        table, self.w1, self.b1, self.w2, self.b2 = arrays
-        self.embedding.set_parameters([table])
+        self.net.set_parameters(arrays)
 
     def config(self) -> dict[str, Any]:
-        return {"vocabulary": self.embedding.vocabulary, "context": self.embedding.context,
-                "dimension": self.embedding.dimension, "hidden": int(self.w1.shape[0]),
-                "dtype": self.dtype_name}
+        return {"vocabulary": self.embedding.vocabulary_size, "context": self.embedding.context,
+                "dimension": self.embedding.dimension, "hidden": self.net.layers[1].out_features,
+                "dtype": self.net.dtype_name}
 
     # -- forward and backward ------------------------------------------------------------
-    def logits(self, ids: Any) -> tuple[Any, tuple]:
-        x, flat = self.embedding.forward(ids)
-        h = self.tanh.forward(x @ self.w1.T + self.b1)
-        return h @ self.w2.T + self.b2, (flat, x, h)
+    def one_hot(self, targets: Any) -> Any:
+        """(B,) target ids on the device -> (B, V) one-hot rows (no host read: ids are checked before)."""
+        xp = self.net.xp
+        classes = xp.arange(self.embedding.vocabulary_size, dtype=targets.dtype, device=self.net.device)
+        return xp.astype(targets[:, None] == classes[None, :], self.net.dtype)
 
-    def cost_and_gradients(self, ids: Any, targets: Any) -> tuple[Any, list[Any]]:
+    def cost_and_gradients(self, ids: Any, targets: Any, ops: Any = _REFERENCE) -> tuple[Any, list[Any]]:
         """(batch-mean cross-entropy, a 0-d device array; gradients matching :meth:`parameters`)."""
-        xp = array_namespace(self.w1)
-        z, (flat, x, h) = self.logits(ids)
-        classes = xp.arange(z.shape[1], dtype=targets.dtype, device=self.backend.device)
-        y = xp.astype(targets[:, None] == classes[None, :], z.dtype)
-        _, cost, delta = self.loss.forward(self.softmax, z, y)       # delta = dC/dz (B, V)
-        g_w2, g_b2 = delta.T @ h, xp.sum(delta, axis=0)
-        dz1 = self.tanh.backward(h, delta @ self.w2)                  # dC/d(hidden pre-activation)
-        g_w1, g_b1 = dz1.T @ x, xp.sum(dz1, axis=0)
-        _, (g_table,) = self.embedding.backward(dz1 @ self.w1, flat)
-        return cost, [g_table, g_w1, g_b1, g_w2, g_b2]
+        cost, grads, _ = self.net.backprop(ids, self.one_hot(targets), ops)
+        return cost, grads
 
-    def summed_cost(self, ids: Any, targets: Any) -> Any:
+    def summed_cost(self, ids: Any, targets: Any, ops: Any = _REFERENCE) -> Any:
         """Sum over the batch of -log P(target), a 0-d device array (no gradients)."""
-        xp = array_namespace(self.w1)
-        z, _ = self.logits(ids)
+        xp = self.net.xp
+        z, _ = self.net.forward_pass(ids, ops)
         shifted = z - xp.max(z, axis=1, keepdims=True)
         log_norm = xp.log(xp.sum(xp.exp(shifted), axis=1))
         picked = xp.take_along_axis(shifted, targets[:, None], axis=1)[:, 0]
         return xp.sum(log_norm - picked)
 
-    def perplexity(self, x: Any, y: Any, batch_size: int = 1024) -> float:
+    def perplexity(self, x: Any, y: Any, batch_size: int = 1024, ops: Any = _REFERENCE) -> float:
         """exp(mean -log P(y | x)) over device arrays x (N, k), y (N,)."""
         total = None
         n = x.shape[0]
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)  # out-of-bounds slice stops are not in the standard
-            part = self.summed_cost(x[start:stop, ...], y[start:stop])
+            part = self.summed_cost(x[start:stop, ...], y[start:stop], ops)
             total = part if total is None else total + part
-        return math.exp(float(total) / x.shape[0])
+        return math.exp(float(total) / n)
 
     # -- files -----------------------------------------------------------------------
     def save(self, path: Any, tokenizer: Tokenizer, extra: dict[str, Any] | None = None) -> None:
-        """Write the model and its tokenizer to one safetensors file, atomically."""
-        metadata = {"kind": MODEL_KIND, "config": self.config(), "tokenizer": tokenizer.to_json(), **(extra or {})}
-        write_arrays(path, dict(zip(self.NAMES, self.parameters())), metadata)
+        """Write the network and its tokenizer to one safetensors file, atomically."""
+        save(self.net, path, extra_metadata={"kind": MODEL_KIND, "tokenizer": tokenizer.to_json(), **(extra or {})})
 
     @classmethod
     def load(cls, path: Any, device: Any = "cpu") -> tuple["NextTokenModel", Tokenizer, dict[str, Any]]:
@@ -160,11 +169,10 @@ class NextTokenModel:
         if metadata.get("kind") != MODEL_KIND:
             raise DataError(f"{path} is not a text model (it has no token embeddings): give a file "
                             "written by `nnxp text train`")
-        config = metadata["config"]
-        model = cls(config["vocabulary"], config["context"], config["dimension"], config["hidden"],
-                    device=device, dtype=config["dtype"])
-        model.set_parameters([model.backend.asarray(arrays[name], model.dtype, copy=True) for name in cls.NAMES])
-        return model, Tokenizer.from_json(metadata["tokenizer"], str(path)), metadata
+        net = network_from(arrays, metadata, path, device)
+        if not isinstance(net.layers[0], Embedding) or len(net.layers) != 3:
+            raise DataError(f"{path}: its network is not embedding -> hidden -> output")
+        return cls._wrap(net), Tokenizer.from_json(metadata["tokenizer"], str(path)), metadata
 
 
 @dataclass
@@ -188,17 +196,19 @@ class TextRun:
 
 def train_model(model: NextTokenModel, stream: np.ndarray, *, epochs: int = 5, batch_size: int = 256,
                 optimizer: str | Optimizer = "adam", lr: float | None = 1e-3, held_out: float = 0.1,
-                seed: int = 0, progress: bool | None = None,
+                seed: int = 0, progress: bool | None = None, fast: bool = True,
                 on_epoch: Callable[[EpochRecord, TextRun], None] | None = None) -> TextRun:
     """Train on the first ``1 - held_out`` of the contexts of ``stream``; score the rest each epoch.
 
     The split is contiguous (the held-out text comes after the training text);
     the bigram baseline is counted and scored on the same split.  Epoch e
-    shuffles with ``default_rng([seed, e])``.
+    shuffles with ``default_rng([seed, e])``.  Each step is the network's
+    ``train_step`` on the backend's executor (``fast``: its fast path, else
+    the reference); the targets become one-hot rows one batch at a time.
     """
     if not 0.0 < held_out < 1.0:
         raise ConfigError(f"held_out must be a fraction between 0 and 1, got {held_out}")
-    k, vocabulary = model.embedding.context, model.embedding.vocabulary
+    k, vocabulary = model.embedding.context, model.embedding.vocabulary_size
     x, y = contexts(stream, k)
     if int(y.max()) >= vocabulary:
         raise DataError(f"token id {int(y.max())} is outside the model's vocabulary of {vocabulary}")
@@ -209,10 +219,10 @@ def train_model(model: NextTokenModel, stream: np.ndarray, *, epochs: int = 5, b
     run = TextRun(ppl, add_k, split, len(y) - split)
     optimizer = get_optimizer(optimizer, lr)
     backend = model.backend
+    ops = ops_for(backend, fast)
     ids = backend.index_dtype
     x_dev, y_dev = backend.asarray(x, ids), backend.asarray(y, ids)
     x_train, y_train, x_test, y_test = x_dev[:split, ...], y_dev[:split], x_dev[split:, ...], y_dev[split:]
-    xp = backend.xp
     show = sys.stderr.isatty() if progress is None else progress
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
@@ -222,9 +232,9 @@ def train_model(model: NextTokenModel, stream: np.ndarray, *, epochs: int = 5, b
         with backend.context():
             for lo in range(0, split, batch_size):
                 batch = order[lo:min(lo + batch_size, split)]
-                bx, by = xp.take(x_train, batch, axis=0), xp.take(y_train, batch, axis=0)
-                cost, grads = model.cost_and_gradients(bx, by)
-                optimizer.step(model.parameters(), grads)
+                bx = ops.take_rows(x_train, batch, "x")
+                by = model.one_hot(ops.take_rows(y_train, batch, "y"))
+                cost, _ = model.net.train_step(bx, by, optimizer, ops)
                 part = cost * float(batch.shape[0])
                 total = part if total is None else total + part
                 if bar is not None:
@@ -232,7 +242,7 @@ def train_model(model: NextTokenModel, stream: np.ndarray, *, epochs: int = 5, b
             loss = float(total) / split
             if not math.isfinite(loss):
                 raise DivergenceError(f"epoch {epoch}: the training loss is {loss}; lower --lr")
-            ppl = model.perplexity(x_test, y_test)
+            ppl = model.perplexity(x_test, y_test, ops=ops)
         if bar is not None:
             bar.close()
         record = EpochRecord(epoch, loss, ppl, time.perf_counter() - start)
