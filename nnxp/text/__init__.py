@@ -5,7 +5,7 @@
 - :mod:`~nnxp.text.tokenizer`: encode/decode, Hugging Face ``tokenizer.json`` files.
 - :mod:`~nnxp.text.embedding`: the Embedding layer (gather forward, scatter-add backward).
 - :mod:`~nnxp.text.model`: the next-token model (Bengio et al. 2003), bigram baseline, neighbours.
-- :mod:`~nnxp.text.commands`: ``nnxp text vocab|train|neighbours``; :mod:`~nnxp.text.bench`: vs tokenizers.
+- :mod:`~nnxp.text.bench`: against Hugging Face tokenizers.  The commands are in :mod:`nnxp.cli.text`.
 """
 
 from .bpe import Merges, learn_merges

@@ -32,7 +32,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-from ..data._atomic import atomic_open
+from .._files import atomic_open
 from ..errors import DataError
 from .corpus import read_corpus
 from .tokenizer import BYTE_CHUNK_PATTERN, Tokenizer, learn, words_of

@@ -35,7 +35,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from ..data._atomic import atomic_write_bytes
+from .._files import atomic_write_bytes
 from ..errors import ConfigError, DataError
 from .bpe import Merges, learn_merges, merge_pair
 

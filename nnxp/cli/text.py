@@ -16,21 +16,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .args import add_device_argument, check_writable, positive_float, positive_int
+
 __all__ = ["add_commands", "cmd_vocab", "cmd_train", "cmd_neighbours"]
 
 
-def add_commands(commands: Any, device_argument: Any) -> None:
-    """Add ``text`` (with ``vocab``, ``train``, ``neighbours``) to the ``nnxp`` subparsers ``commands``.
-
-    ``device_argument(p)`` adds ``--device`` (from :mod:`nnxp.cli`).
-    """
-    from ..cli import _Parser, positive_float, positive_int
-
+def add_commands(commands: Any) -> None:
+    """Add ``text`` (with ``vocab``, ``train``, ``neighbours``) to the ``nnxp`` subparsers ``commands``."""
     text = commands.add_parser("text", help="learn a BPE vocabulary and token embeddings from text",
                                description="Learn a byte-pair-encoding vocabulary, then token embeddings "
                                            "with a next-token model. Without CORPUS: the English "
                                            "documentation that ships with CPython (offline).")
-    sub = text.add_subparsers(dest="text_command", metavar="COMMAND", parser_class=_Parser)
+    sub = text.add_subparsers(dest="text_command", metavar="COMMAND", parser_class=type(text))
     sub.required = True
     corpus_help = "a UTF-8 text file or a directory of them (default: CPython's documentation text)"
 
@@ -64,7 +61,7 @@ def add_commands(commands: Any, device_argument: Any) -> None:
     p.add_argument("--lr", type=positive_float, default=0.003, help="learning rate (default: 0.003)")
     p.add_argument("--held-out", type=_fraction, default=0.1, metavar="F",
                    help="fraction of the text, at its end, held out for perplexity (default: 0.1)")
-    device_argument(p)
+    add_device_argument(p)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="(default: float32)")
     p.add_argument("--seed", type=int, default=0, help="seeds the initial weights and shuffles (default: 0)")
     p.add_argument("-o", "--save", type=Path, default=Path("text_model.safetensors"), metavar="FILE",
@@ -101,8 +98,8 @@ def _fraction(text: str) -> float:
 
 
 def _learn(args: argparse.Namespace):
-    from .corpus import read_corpus
-    from .tokenizer import learn
+    from ..text.corpus import read_corpus
+    from ..text.tokenizer import learn
 
     text, name = read_corpus(args.corpus)
     asked = args.merges is not None  # an explicit --merges the corpus cannot give is an error
@@ -121,7 +118,7 @@ def _learn(args: argparse.Namespace):
 
 def cmd_vocab(args: argparse.Namespace) -> int:
     if args.output is not None:
-        _check_writable(args.output)
+        check_writable(args.output)
     _, tokenizer, result = _learn(args)
     if args.output is not None:
         tokenizer.save(args.output)
@@ -134,14 +131,14 @@ def cmd_vocab(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .model import NextTokenModel, neighbours, train_model
+    from ..text.model import NextTokenModel, neighbours, train_model
 
     from ..backend import get_backend
 
     get_backend(args.device)  # an unusable device fails before any work
-    _check_writable(args.save)
+    check_writable(args.save)
     if args.metrics is not None:
-        _check_writable(args.metrics)
+        check_writable(args.metrics)
     text, tokenizer, _ = _learn(args)
     stream = np.asarray(tokenizer.encode(text), dtype=np.int64)
     model = NextTokenModel(len(tokenizer), args.context, args.dim, args.hidden, device=args.device,
@@ -190,7 +187,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_neighbours(args: argparse.Namespace) -> int:
-    from .model import NextTokenModel, neighbours
+    from ..text.model import NextTokenModel, neighbours
 
     model, tokenizer, _ = NextTokenModel.load(args.model, device="cpu")
     ids = [tokenizer.token_id(token) for token in args.tokens]  # every token checked before printing
@@ -200,8 +197,3 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
         print(f"{token}: {near}")
     return 0
 
-
-def _check_writable(path: Path) -> None:
-    from ..cli import check_writable
-
-    check_writable(path)
