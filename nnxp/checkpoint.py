@@ -36,11 +36,14 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | os.PathLike, net: Network, optimizer: Optimizer, history: History,
-                    settings: dict[str, Any] | None = None) -> None:
+                    settings: dict[str, Any] | None = None,
+                    extra_metadata: dict[str, Any] | None = None) -> None:
+    """Write the checkpoint atomically; ``extra_metadata`` (JSON-able) is stored beside it
+    (the text model's tokenizer, for example)."""
     info, arrays = optimizer.state_dict()
     save(net, path,
          extra_arrays={_PREFIX + name: a for name, a in arrays.items()},
-         extra_metadata={"optimizer": info,
+         extra_metadata={**(extra_metadata or {}), "optimizer": info,
                          "training": {"epoch": len(history), "history": history.records,
                                       "settings": settings or {}}})
 

@@ -131,3 +131,23 @@ def test_readme_text_example_runs_and_prints_what_it_says(tmp_path, monkeypatch,
     promised = re.search(r"print\(result\.vocabulary_lines\(\)\[:3\]\)\s+# (.*)", block).group(1)
     assert capsys.readouterr().out.strip() == promised
     assert (tmp_path / "tokenizer.json").exists()
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(capsys, tmp_path, corpus):
+    import nnxp
+
+    common = ["--context", "2", "--dim", "4", "--hidden", "8", "--device", "cpu", "--no-progress"]
+    whole, part = tmp_path / "whole.safetensors", tmp_path / "part.safetensors"
+    assert run_cli(capsys, "text", "train", corpus, "--epochs", "2", "-o", whole, *common)[0] == 0
+    assert run_cli(capsys, "text", "train", corpus, "--epochs", "1", "-o", part, *common)[0] == 0
+    code, out, err = run_cli(capsys, "text", "train", corpus, "--resume", part, "--epochs", "2", "--no-progress")
+    assert code == 0, err
+    assert "epoch 2/2" in out and "epoch 1/2" not in out
+    for a, b in zip(nnxp.load(whole, device="cpu").parameters(), nnxp.load(part, device="cpu").parameters()):
+        np.testing.assert_array_equal(nnxp.to_numpy(a), nnxp.to_numpy(b))
+    code, _, err = run_cli(capsys, "text", "train", corpus, "--resume", part, "--epochs", "2")
+    assert code == 2 and "already done 2 epochs" in one_line_error(err)
+    other = tmp_path / "other.txt"
+    other.write_text(second_order_text(seed=1))
+    code, _, err = run_cli(capsys, "text", "train", other, "--resume", part, "--epochs", "3")
+    assert code == 2 and "resume with the same CORPUS" in one_line_error(err)

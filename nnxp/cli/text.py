@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError, DataError
 from .args import add_device_argument, check_writable, positive_float, positive_int
 
 __all__ = ["add_commands", "cmd_vocab", "cmd_train", "cmd_neighbours"]
@@ -58,15 +59,18 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--batch-size", type=positive_int, default=256, metavar="B", help="batch size (default: 256)")
     p.add_argument("--optimizer", default="adam", choices=["sgd", "momentum", "nesterov", "adam", "adamw"],
                    help="optimizer (default: adam)")
-    p.add_argument("--lr", type=positive_float, default=0.003, help="learning rate (default: 0.003)")
+    p.add_argument("--lr", type=positive_float, help="learning rate (default: 0.003)")
     p.add_argument("--held-out", type=_fraction, default=0.1, metavar="F",
                    help="fraction of the text, at its end, held out for perplexity (default: 0.1)")
     add_device_argument(p)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="(default: float32)")
     p.add_argument("--seed", type=int, default=0, help="seeds the initial weights and shuffles (default: 0)")
-    p.add_argument("-o", "--save", type=Path, default=Path("text_model.safetensors"), metavar="FILE",
-                   help="model file, rewritten atomically after each epoch that lowers the held-out "
-                        "perplexity (default: text_model.safetensors)")
+    p.add_argument("-o", "--save", type=Path, metavar="FILE",
+                   help="model and checkpoint file, rewritten atomically after every epoch "
+                        "(default: text_model.safetensors, or the --resume file)")
+    p.add_argument("--resume", type=Path, metavar="FILE",
+                   help="continue the run saved in this checkpoint up to --epochs in total, on the same "
+                        "CORPUS; the vocabulary, model, optimizer and settings come from the file")
     p.add_argument("--metrics", type=Path, metavar="FILE", help="write one JSON line per epoch to FILE")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal)")
@@ -128,62 +132,106 @@ def cmd_vocab(args: argparse.Namespace) -> int:
     return 0
 
 
+# Settings a checkpoint fixes: a resumed run takes them from the file.
+_RUN_SETTINGS = ("mode", "context", "dim", "hidden", "batch_size", "held_out", "seed", "dtype")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..text.model import NextTokenModel, neighbours, train_model
-
     from ..backend import get_backend
+    from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..optim import get_optimizer
+    from ..serialization import read_arrays
+    from ..text.corpus import read_corpus
+    from ..text.model import NextTokenModel, neighbours, train_model
+    from ..text.tokenizer import Tokenizer
+    from ..train import History
 
-    get_backend(args.device)  # an unusable device fails before any work
-    check_writable(args.save)
-    if args.metrics is not None:
-        check_writable(args.metrics)
-    text, tokenizer, _ = _learn(args)
+    backend = get_backend(args.device)  # an unusable device fails before any work
+    save_path = args.save or args.resume or Path("text_model.safetensors")
+    for path in (save_path, args.metrics):
+        if path is not None:
+            check_writable(path)
+    if args.metrics is not None and args.metrics.resolve() == save_path.resolve():
+        raise ConfigError(f"--metrics and the model file are both {save_path}: give them different paths")
+    if args.resume is not None:
+        checkpoint = load_checkpoint(args.resume, device=backend)
+        _, metadata = read_arrays(args.resume)
+        if metadata.get("kind") != NextTokenModel.file_metadata(Tokenizer([], [])).get("kind"):
+            raise DataError(f"{args.resume} is not a text model checkpoint: resume from the file "
+                            "`nnxp text train` wrote")
+        if checkpoint.epoch >= args.epochs:
+            raise ConfigError(f"{args.resume} has already done {checkpoint.epoch} epochs: "
+                              f"pass --epochs N with N > {checkpoint.epoch} to train further")
+        for key in _RUN_SETTINGS:
+            setattr(args, key, checkpoint.settings[key])
+        tokenizer = Tokenizer.from_json(metadata["tokenizer"], str(args.resume))
+        text, name = read_corpus(args.corpus)
+        if name != checkpoint.settings["corpus"]:
+            raise ConfigError(f"{args.resume} was trained on {checkpoint.settings['corpus']}, not {name}: "
+                              "resume with the same CORPUS")
+        model = NextTokenModel._wrap(checkpoint.net)
+        optimizer, history = checkpoint.optimizer, checkpoint.history
+        if args.lr is not None:
+            optimizer.lr = optimizer.initial_lr = args.lr
+    else:
+        text, tokenizer, _ = _learn(args)
+        model = NextTokenModel(len(tokenizer), args.context, args.dim, args.hidden, device=backend,
+                               dtype=args.dtype, seed=args.seed)
+        optimizer = get_optimizer(args.optimizer, args.lr if args.lr is not None else 0.003)
+        history = History()
+        name = _corpus_name(args.corpus)
     stream = np.asarray(tokenizer.encode(text), dtype=np.int64)
-    model = NextTokenModel(len(tokenizer), args.context, args.dim, args.hidden, device=args.device,
-                           dtype=args.dtype, seed=args.seed)
+    settings = {key: getattr(args, key) for key in _RUN_SETTINGS} | {"corpus": name}
     print(f"{len(stream):,} tokens; model: {args.context} x {args.dim}-d embeddings -> {args.hidden} tanh -> "
-          f"softmax over {len(tokenizer)}, {args.optimizer} lr {args.lr}, on {model.backend}", file=sys.stderr)
-    best = [float("inf")]
-    metrics = open(args.metrics, "w", encoding="utf-8") if args.metrics is not None else None
+          f"softmax over {len(tokenizer)}, {optimizer!r}, on {model.backend}", file=sys.stderr)
+    args.resume_hint = (f"nnxp text train {'' if args.corpus is None else str(args.corpus) + ' '}"
+                        f"--resume {save_path} --epochs {args.epochs}")
+    metrics = (open(args.metrics, "a" if args.resume is not None else "w", encoding="utf-8")
+               if args.metrics is not None else None)
+
+    first_epoch = len(history) + 1
 
     def on_epoch(record, run):
-        if record.epoch == 1:
+        if record.epoch == first_epoch:
             print(f"held-out: the last {args.held_out:.0%} of the text, {run.test_tokens:,} tokens; "
                   f"bigram baseline (add-k, k={run.bigram_k:g}) perplexity {run.bigram_perplexity:.1f}")
-        saved = record.perplexity < best[0]
-        if saved:
-            best[0] = record.perplexity
-            model.save(args.save, tokenizer, {"epoch": record.epoch, "perplexity": record.perplexity,
-                                              "bigram_perplexity": run.bigram_perplexity})
+        entry = {"epoch": record.epoch, "loss": record.train_loss, "perplexity": record.perplexity,
+                 "bigram_perplexity": run.bigram_perplexity, "bigram_k": run.bigram_k, "seconds": record.seconds}
+        history.records.append(entry)
+        save_checkpoint(save_path, model.net, optimizer, history, settings,
+                        extra_metadata=NextTokenModel.file_metadata(tokenizer))
         print(f"epoch {record.epoch}/{args.epochs}  train loss {record.train_loss:.4f}  held-out perplexity "
-              f"{record.perplexity:.1f} (bigram {run.bigram_perplexity:.1f})  {record.seconds:.1f}s"
-              + ("  saved" if saved else ""), flush=True)
+              f"{record.perplexity:.1f} (bigram {run.bigram_perplexity:.1f})  {record.seconds:.1f}s", flush=True)
         if metrics is not None:
-            metrics.write(json.dumps({"epoch": record.epoch, "train_loss": record.train_loss,
-                                      "perplexity": record.perplexity, "bigram_perplexity": run.bigram_perplexity,
-                                      "bigram_k": run.bigram_k, "seconds": record.seconds}) + "\n")
+            metrics.write(json.dumps(entry) + "\n")
             metrics.flush()
 
     try:
-        run = train_model(model, stream, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                          lr=args.lr, held_out=args.held_out, seed=args.seed, progress=args.progress,
-                          on_epoch=on_epoch)
+        run = train_model(model, stream, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
+                          held_out=args.held_out, seed=args.seed, progress=args.progress,
+                          initial_epoch=len(history), on_epoch=on_epoch)
     finally:
         if metrics is not None:
             metrics.close()
-    verdict = "beats" if best[0] < run.bigram_perplexity else "does NOT beat"
-    print(f"best held-out perplexity {best[0]:.1f} {verdict} the bigram's {run.bigram_perplexity:.1f}; "
-          f"model in {args.save}")
-    # Neighbours of the most frequent longer tokens, from the saved (best) model.
-    saved, _, _ = NextTokenModel.load(args.save, device="cpu")
+    best = min(history["perplexity"])
+    verdict = "beats" if best < run.bigram_perplexity else "does NOT beat"
+    print(f"held-out perplexity {history.last['perplexity']:.1f} after {len(history)} epochs (best {best:.1f}) "
+          f"{verdict} the bigram's {run.bigram_perplexity:.1f}; model and checkpoint in {save_path}")
+    # Neighbours of the most frequent longer tokens.
     counts = Counter(stream.tolist())
     probes = [i for i, _ in counts.most_common() if len(tokenizer.token_text(i).strip()) >= 4][:5]
     for i in probes:
-        near = ", ".join(tokenizer.token_text(j).strip() for j, _ in neighbours(saved.embedding.table, i, 6))
+        near = ", ".join(tokenizer.token_text(j).strip() for j, _ in neighbours(model.embedding.table, i, 6))
         print(f"  {tokenizer.token_text(i).strip()}: {near}")
     return 0
+
+
+def _corpus_name(corpus: Path | None) -> str:
+    from ..text.corpus import DEFAULT_CORPUS_NAME
+
+    return DEFAULT_CORPUS_NAME if corpus is None else str(corpus)
 
 
 def cmd_neighbours(args: argparse.Namespace) -> int:

@@ -161,7 +161,12 @@ class NextTokenModel:
     # -- files -----------------------------------------------------------------------
     def save(self, path: Any, tokenizer: Tokenizer, extra: dict[str, Any] | None = None) -> None:
         """Write the network and its tokenizer to one safetensors file, atomically."""
-        save(self.net, path, extra_metadata={"kind": MODEL_KIND, "tokenizer": tokenizer.to_json(), **(extra or {})})
+        save(self.net, path, extra_metadata={**self.file_metadata(tokenizer), **(extra or {})})
+
+    @staticmethod
+    def file_metadata(tokenizer: Tokenizer) -> dict[str, Any]:
+        """What marks a model file (or checkpoint) as a text model: its kind and its tokenizer."""
+        return {"kind": MODEL_KIND, "tokenizer": tokenizer.to_json()}
 
     @classmethod
     def load(cls, path: Any, device: Any = "cpu") -> tuple["NextTokenModel", Tokenizer, dict[str, Any]]:
@@ -196,13 +201,16 @@ class TextRun:
 
 def train_model(model: NextTokenModel, stream: np.ndarray, *, epochs: int = 5, batch_size: int = 256,
                 optimizer: str | Optimizer = "adam", lr: float | None = 1e-3, held_out: float = 0.1,
-                seed: int = 0, progress: bool | None = None, fast: bool = True,
+                seed: int = 0, progress: bool | None = None, fast: bool = True, initial_epoch: int = 0,
                 on_epoch: Callable[[EpochRecord, TextRun], None] | None = None) -> TextRun:
     """Train on the first ``1 - held_out`` of the contexts of ``stream``; score the rest each epoch.
 
     The split is contiguous (the held-out text comes after the training text);
     the bigram baseline is counted and scored on the same split.  Epoch e
-    shuffles with ``default_rng([seed, e])``.  Each step is the network's
+    shuffles with ``default_rng([seed, e])``, so a run resumed after
+    ``initial_epoch`` epochs (with its optimizer state) ends with the weights of
+    an uninterrupted one.  ``optimizer`` is a name (with ``lr``) or an
+    :class:`~nnxp.optim.Optimizer` instance, whose state carries over.  Each step is the network's
     ``train_step`` on the backend's executor (``fast``: its fast path, else
     the reference); the targets become one-hot rows one batch at a time.
     """
@@ -224,7 +232,7 @@ def train_model(model: NextTokenModel, stream: np.ndarray, *, epochs: int = 5, b
     x_dev, y_dev = backend.asarray(x, ids), backend.asarray(y, ids)
     x_train, y_train, x_test, y_test = x_dev[:split, ...], y_dev[:split], x_dev[split:, ...], y_dev[split:]
     show = sys.stderr.isatty() if progress is None else progress
-    for epoch in range(1, epochs + 1):
+    for epoch in range(initial_epoch + 1, epochs + 1):
         start = time.perf_counter()
         order = backend.asarray(np.random.default_rng([seed, epoch]).permutation(split), ids)
         total = None
