@@ -119,6 +119,16 @@ class Embedding(Layer):
                 "context": self.context}
 
     @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        try:
+            shape = (int(config["vocabulary"]), int(config["dimension"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"layer 'embedding': incomplete description ({exc})") from None
+        if min(shape) < 1:
+            raise ConfigError(f"layer 'embedding': vocabulary and dimension must be positive, got {shape}")
+        return {"table": shape}
+
+    @classmethod
     def from_config(cls, config: dict[str, Any], backend: Any, dtype: Any) -> "Embedding":
         """Placeholder (zero) parameters of the described shape; ``dtype`` a dtype or its name."""
         backend = get_backend(backend)
