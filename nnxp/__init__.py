@@ -18,7 +18,8 @@ from .losses import CrossEntropy, Loss, SquaredError, get_loss
 from .layers import Dense, Dropout, Layer
 from .network import Network
 from .optim import SGD, Adam, AdamW, Optimizer, get_optimizer
-from .serialization import load, save
+from .network import load
+from .serialization import save
 from .text.embedding import Embedding  # registers the "embedding" layer kind for model files
 from .train import Callback, History, evaluate, fit
 

@@ -26,7 +26,8 @@ from .divergence import all_finite
 from .errors import DataError, DivergenceError, NnxpError
 from .network import Network
 from .optim import Optimizer, get_optimizer
-from .serialization import check_finite_arrays, network_from, read_arrays, save
+from .network import network_from
+from .serialization import check_finite_arrays, read_arrays, save
 from .train import History
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "check_settings"]

@@ -25,9 +25,8 @@ import safetensors.numpy
 
 from .backend import to_numpy
 from ._files import atomic_write_bytes
-from .errors import BackendError, DataError, NnxpError
+from .errors import DataError
 from .layers import LAYERS
-from .network import Network
 from .validation import file_path
 
 __all__ = ["save", "load", "write_arrays", "read_arrays", "network_from", "check_finite_arrays", "FORMAT", "FORMAT_VERSION"]
@@ -37,7 +36,7 @@ FORMAT_VERSION = "2"
 _READABLE_VERSIONS = ("1", "2")
 
 
-def save(net: Network, path: str | os.PathLike, *, extra_arrays: dict[str, Any] | None = None,
+def save(net: Any, path: str | os.PathLike, *, extra_arrays: dict[str, Any] | None = None,
          extra_metadata: dict[str, Any] | None = None) -> Path:
     """Write ``net`` (and optional extra arrays / JSON metadata) to ``path`` atomically."""
     arrays: dict[str, Any] = {}
@@ -49,23 +48,18 @@ def save(net: Network, path: str | os.PathLike, *, extra_arrays: dict[str, Any] 
     return write_arrays(path, arrays, metadata)
 
 
-def load(path: str | os.PathLike, device: Any = "auto") -> Network:
-    """The network stored in ``path``, on ``device`` (any backend), dtype preserved."""
-    arrays, metadata = read_arrays(path)
-    return network_from(arrays, metadata, path, device)
+def checked_model(arrays: dict[str, np.ndarray], metadata: dict[str, Any], path: Any, *,
+                  extra_prefixes: tuple[str, ...] = ("optimizer.",)) -> dict[str, Any]:
+    """The network description in ``metadata``, after checking ``arrays`` against it.
 
-
-def network_from(arrays: dict[str, np.ndarray], metadata: dict[str, Any], path: Any,
-                 device: Any, *, extra_prefixes: tuple[str, ...] = ("optimizer.",)) -> Network:
-    """The network ``metadata`` describes, with the parameters in ``arrays``.
-
-    Everything is checked before the network is built (as safetensors' and
+    Everything is checked before a network is built from it (as safetensors' and
     PyTorch's strict loaders do): the description's types, that every
     parameter is stored with exactly the shape (from each layer's
     :meth:`~nnxp.layers.Layer.parameter_shapes`) and dtype the description
     implies, that no other tensors are present (besides names starting with
     ``extra_prefixes``), and that every parameter is finite.  So a crafted
     description cannot make nnxp allocate more than the file holds.
+    :func:`nnxp.network.network_from` then builds the network.
     """
     config = _network_description(metadata, path)
     expected = _expected_arrays(config, path)
@@ -84,18 +78,7 @@ def network_from(arrays: dict[str, np.ndarray], metadata: dict[str, Any], path: 
         raise DataError(f"{path}: unexpected array(s) {', '.join(_short(n) for n in unexpected[:3])} for "
                         "the network it describes; is it an nnxp model?")
     check_finite_arrays({n: arrays[n] for n in expected}, path)
-    try:
-        net = Network.from_config(config, device=device)
-        groups = [tuple(arrays[f"layers.{i}.{name}"] for name in layer.parameter_names)
-                  for i, layer in enumerate(net.layers) if layer.parameter_names]
-        net.set_weights(groups)
-    except KeyError as exc:
-        raise DataError(f"{path}: missing array {exc} for the network it describes") from None
-    except BackendError:
-        raise
-    except NnxpError as exc:
-        raise DataError(f"{path}: bad network description ({exc}); the file is damaged") from None
-    return net
+    return config
 
 
 def _network_description(metadata: dict[str, Any], path: Any) -> dict[str, Any]:

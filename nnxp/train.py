@@ -19,7 +19,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -27,9 +27,11 @@ from array_api_compat import array_namespace
 from .divergence import check_epoch
 from .errors import ConfigError
 from .kernels import ArrayAPIOps, ops_for
-from .network import Network
 from .optim import Optimizer, _positive, get_optimizer
 from .validation import nonnegative_int, positive_int
+
+if TYPE_CHECKING:
+    from .network import Network
 
 __all__ = ["fit", "evaluate", "History", "Callback", "count_correct", "SCHEDULES"]
 

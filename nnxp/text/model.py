@@ -40,7 +40,8 @@ from ..kernels import ArrayAPIOps, ops_for
 from ..layers import Dense
 from ..network import Network
 from ..optim import Optimizer, get_optimizer
-from ..serialization import network_from, read_arrays, save
+from ..network import network_from
+from ..serialization import read_arrays, save
 from .embedding import Embedding
 from .tokenizer import Tokenizer
 
