@@ -80,6 +80,7 @@ def fit(
     progress: bool | None = None,
     fast: bool = True,
     out: Callable[[str], None] | None = None,
+    distributed: Any = None,
 ) -> History:
     """Train ``net`` on ``(x, y)`` with mini-batch gradient descent.
 
@@ -101,6 +102,11 @@ def fit(
     progress : show a progress bar per epoch (default: when verbose and
         stderr is a terminal).
     fast : use the backend's fast path (buffers, in-place, fused kernels).
+    distributed : a :class:`~nnxp.distributed.DataParallel` (from
+        ``nnxp.distributed.init()`` under ``mpiexec``): this process trains on
+        its share of every global batch of ``batch_size`` rows, gradients are
+        averaged over the ranks before each update, and only rank 0 prints.
+        Callbacks run on every rank (write files where ``distributed.is_root``).
 
     Returns the :class:`History` (``history`` extended, if given).
 
@@ -126,12 +132,17 @@ def fit(
     history = history if history is not None else History()
     callbacks = list(callbacks)
     out = out or print
+    stepper = optimizer  # what train_step updates with
+    if distributed is not None:
+        stepper = distributed.prepare(net, optimizer)  # all-reduces the gradients, then steps
+        verbose, progress = (verbose, progress) if distributed.is_root else (0, False)
     if progress is None:
         progress = bool(verbose) and sys.stderr.isatty()
 
     backend = net.backend
     xp = backend.xp
-    ops = ops_for(backend, fast=fast, optimizer=optimizer)
+    # Distributed: no SGD update folded into the gradient GEMM; gradients are reduced first.
+    ops = ops_for(backend, fast=fast, optimizer=optimizer if distributed is None else None)
     index_dtype = backend.index_dtype
     steps = math.ceil(n / batch_size)
     with backend.context():  # CuPy: run on the network's GPU
@@ -147,14 +158,19 @@ def fit(
             with np.errstate(over="ignore", invalid="ignore"):
                 for step in range(steps):
                     lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-                    index = order[lo:hi]
+                    index, rows = order[lo:hi], hi - lo
+                    if distributed is not None:
+                        index, rows = distributed.shard(index)  # this rank's rows (0: a stand-in)
                     xb = ops.take_rows(x, index, "x_batch")
                     yb = ops.take_rows(y, index, "y_batch")
-                    cost, a = net.train_step(xb, yb, optimizer, ops)
-                    loss_sum = loss_sum + cost * float(hi - lo)
-                    correct = correct + count_correct(a, yb, index_dtype)
+                    cost, a = net.train_step(xb, yb, stepper, ops)
+                    loss_sum = loss_sum + cost * float(rows)
+                    if rows:
+                        correct = correct + count_correct(a, yb, index_dtype)
                     if bar is not None:
                         bar.update(hi, loss_sum)
+                if distributed is not None:
+                    loss_sum, correct = distributed.reduce_sums(loss_sum, correct)
                 loss = float(loss_sum) / n  # the epoch's one read of training results
                 accuracy = int(correct) / n
                 train_seconds = time.perf_counter() - started
@@ -162,7 +178,8 @@ def fit(
                     bar.close()
                 record: dict[str, float] = {"epoch": epoch + 1, "loss": loss, "accuracy": accuracy}
                 if val is not None:
-                    record.update(_evaluate_on_device(net, *val, prefix="val_"))
+                    evaluate_ = distributed.evaluate if distributed is not None else _evaluate_on_device
+                    record.update(evaluate_(net, *val, prefix="val_"))
             record["seconds"] = time.perf_counter() - started
             record["samples_per_second"] = n / train_seconds
             if not math.isfinite(loss):
