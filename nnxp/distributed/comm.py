@@ -45,8 +45,10 @@ class Communicator(Protocol):
 
     rank: int
     size: int
-    #: the local rank on this machine (selects the GPU: cuda:local_rank)
+    #: this rank's place among the ranks on its machine (selects the GPU: cuda:local_rank)
     local_rank: int
+    #: how many ranks run on this machine
+    local_size: int
 
     def allreduce_sum(self, buf: Any) -> Any:
         """Sum of the flat array ``buf`` over all ranks (in place where possible; use the result)."""
@@ -82,7 +84,7 @@ class MPICommunicator:
         self.rank = int(self.comm.Get_rank())
         self.size = int(self.comm.Get_size())
         local = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
-        self.local_rank = int(local.Get_rank())
+        self.local_rank, self.local_size = int(local.Get_rank()), int(local.Get_size())
         local.Free()
 
     def allreduce_sum(self, buf: Any) -> Any:
@@ -125,7 +127,8 @@ class NCCLCommunicator:
 
     def __init__(self, mpi: MPICommunicator | None = None):
         self.mpi = mpi or MPICommunicator()
-        self.rank, self.size, self.local_rank = self.mpi.rank, self.mpi.size, self.mpi.local_rank
+        self.rank, self.size = self.mpi.rank, self.mpi.size
+        self.local_rank, self.local_size = self.mpi.local_rank, self.mpi.local_size
         try:
             import cupyx.distributed
         except ImportError:

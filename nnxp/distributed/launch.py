@@ -15,7 +15,6 @@ before touching MPI, so a missing mpi4py or a plain ``nnxp train
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from typing import Any
 
@@ -63,7 +62,9 @@ def device_for_rank(device: Any, local_rank: int) -> Any:
 
 def check_environment() -> None:
     """Raise one clear error unless mpi4py is installed and mpiexec started this process."""
-    if importlib.util.find_spec("mpi4py") is None:
+    try:
+        import mpi4py  # noqa: F401 - the package only: MPI itself starts in MPICommunicator
+    except ImportError:
         raise BackendError(f"--distributed needs mpi4py and an MPI library: {MPI_INSTALL_HINT}")
     if not launched_by_mpi():
         raise ConfigError("--distributed must run under MPI's launcher, one process per rank: "
@@ -87,4 +88,30 @@ def init(backend: Any = None, timeout: float | None = None):
             comm = NCCLCommunicator(mpi)
     else:
         comm = mpi
+        share_cores(mpi.local_size)
     return DataParallel(comm, timeout=timeout)
+
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+def share_cores(local_size: int) -> int | None:
+    """Give each of the ``local_size`` ranks on this machine its share of the cores for BLAS.
+
+    Every rank's BLAS would otherwise start one thread per core: N ranks on
+    C cores run N*C threads and each step waits for the slowest.  Uses
+    threadpoolctl; does nothing when the user set a *_NUM_THREADS variable
+    (``mpiexec -x OMP_NUM_THREADS=4 ...``) or threadpoolctl is missing.
+    Returns the thread count set, or None.
+    """
+    if any(name in os.environ for name in _THREAD_VARIABLES):
+        return None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    threads = max(1, (os.cpu_count() or 1) // max(1, local_size))
+    if hasattr(os, "sched_getaffinity"):  # mpiexec may bind each rank to fewer cores
+        threads = min(threads, len(os.sched_getaffinity(0)))
+    threadpool_limits(threads)
+    return threads

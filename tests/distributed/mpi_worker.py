@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 _TESTS = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(_TESTS.parent), str(_TESTS)]  # this checkout's nnxp; tests/ for conftest.make_backend
+sys.path.insert(0, str(_TESTS.parent))  # this checkout's nnxp
 
 import nnxp  # noqa: E402
 from nnxp.distributed import init  # noqa: E402
@@ -48,10 +48,21 @@ def problem(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return x[:N_ROWS], labels[:N_ROWS], x[N_ROWS:], labels[N_ROWS:]
 
 
+def _test_backends():
+    """tests/conftest.py (the backend fixture's ``make_backend``), loaded under its own name."""
+    import importlib.util
+
+    name = "nnxp_tests_conftest"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, _TESTS / "conftest.py")
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def train(optimizer: str, dtype: str, backend_name: str, distributed=None):
     """The scenario's network after ``EPOCHS`` epochs, and its history."""
-    from conftest import make_backend
-
+    make_backend = _test_backends().make_backend
     x, y, xv, yv = problem()
     net = nnxp.Network(SIZES, hidden="tanh", seed=3, dtype=dtype, device=make_backend(backend_name))
     history = nnxp.fit(net, x, y, epochs=EPOCHS, batch_size=BATCH, optimizer=optimizer, lr=LR[optimizer],
