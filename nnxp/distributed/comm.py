@@ -78,6 +78,12 @@ class MPICommunicator:
     name = "mpi"
 
     def __init__(self, comm: Any = None):
+        # A rank waiting in a collective yields its core instead of spinning (unless the
+        # user chose otherwise).  Spinning costs little on idle dedicated cores but, on a
+        # shared or oversubscribed machine, starves the rank it waits for: measured on a
+        # busy 2-core VM, 24 ms instead of 0.12 ms per 0.8 MB all-reduce.  Open MPI reads
+        # this when MPI starts, i.e. at the first import of mpi4py.MPI.
+        os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
         MPI = import_mpi()
         self._MPI = MPI
         self.comm = comm if comm is not None else MPI.COMM_WORLD

@@ -31,6 +31,7 @@ see benchmarks/README.md, "Scaling out", for when that matters.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -62,6 +63,9 @@ class DataParallel:
         self.watchdog = Watchdog(comm, DEFAULT_TIMEOUT if timeout is None else timeout)
         install_excepthook(comm)
         self._weight = 1.0  # b_r / B of the current step
+        #: host seconds spent in the gradient all-reduce, and how many (MPI: the whole
+        #: collective, waiting for the slowest rank included; NCCL: only the enqueueing)
+        self.allreduce_seconds, self.allreduce_calls = 0.0, 0
         self._flat: Any = None
         self._views: list[Any] = []
         self._layout: list[tuple[tuple[int, ...], str]] = []
@@ -124,8 +128,11 @@ class DataParallel:
         """
         grads = [g.materialise() if hasattr(g, "materialise") else g for g in grads]
         flat = self._flatten(grads, self._weight)
+        started = time.perf_counter()
         with self.watchdog.watch("the gradient all-reduce"):
             reduced = self.comm.allreduce_sum(flat)
+        self.allreduce_seconds += time.perf_counter() - started
+        self.allreduce_calls += 1
         if reduced is not flat:  # a library without in-place writes, or a host round trip
             self._flat, self._views = reduced, self._unflatten(reduced, grads)
         return self._views
