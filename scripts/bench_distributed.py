@@ -11,6 +11,7 @@ process, no mpiexec) times the ordinary fast path for comparison.  Rank 0
 prints one JSON line per case::
 
     python scripts/bench_distributed.py --plain
+    OPENBLAS_NUM_THREADS=1 python scripts/bench_distributed.py --plain
     mpiexec -n 1 python scripts/bench_distributed.py
     mpiexec -n 2 python scripts/bench_distributed.py
 """
@@ -65,9 +66,17 @@ def main() -> None:
                 record["allreduce_ms_per_step_in_training"] = 1e3 * dp.allreduce_seconds / steps
                 record["allreduce_ms_alone"] = _allreduce_alone(dp, record["parameters"])
             if dp is None or dp.is_root:
-                record.update(machine=platform.node(), cpus=os.cpu_count(),
+                record.update(blas_threads=_blas_threads(), machine=platform.node(), cpus=os.cpu_count(),
                               load=os.getloadavg()[0], time=time.strftime("%Y-%m-%d %H:%M"))
                 print(json.dumps(record), flush=True)
+
+
+def _blas_threads() -> int | None:
+    try:
+        import threadpoolctl
+    except ImportError:
+        return None
+    return max((info["num_threads"] for info in threadpoolctl.threadpool_info()), default=None)
 
 
 def _allreduce_alone(dp, n: int, calls: int = 200) -> float:

@@ -46,8 +46,9 @@ def mpiexec():
     if launcher is None:
         pytest.skip("no mpiexec (pip install 'nnxp[mpi]' installs Open MPI's)")
 
-    def run(args: list[str], n: int = 2, timeout: float = 120) -> subprocess.CompletedProcess:
+    def run(args: list[str], n: int = 2, timeout: float = 120, cwd=None) -> subprocess.CompletedProcess:
         command = [launcher, "-n", str(n), "--oversubscribe", *args]
-        return subprocess.run(command, env=mpi_environment(), capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(command, env=mpi_environment(), capture_output=True, text=True, timeout=timeout,
+                              cwd=cwd)
 
     return run

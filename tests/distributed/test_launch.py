@@ -80,6 +80,19 @@ def test_command_on_two_ranks_matches_one_process_and_resumes_on_any_n(mpiexec, 
     assert records[1]["val_accuracy"] == pytest.approx(reference[1]["val_accuracy"], abs=2e-3)
 
 
+def test_readme_example_runs_on_two_ranks(mpiexec, tmp_path):
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    example = next(b for b in blocks if "nnxp.distributed" in b)
+    script = tmp_path / "train_dp.py"
+    script.write_text(example)
+    done = mpiexec([sys.executable, str(script)], n=2, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("epoch 2/2") == 1  # rank 0 alone prints
+    assert nnxp.load(tmp_path / "digits-dp.safetensors").sizes == [784, 128, 10]
+
+
 @pytest.mark.parametrize("mode", ["raise", "die", "hang"])
 def test_a_failing_rank_stops_the_job_and_keeps_the_checkpoint(mpiexec, tmp_path, mode):
     """Rank 1 raises / is killed / hangs after epoch 1: the job ends in bounded time, one nnxp line."""
