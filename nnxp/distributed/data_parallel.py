@@ -112,6 +112,7 @@ class DataParallel:
         With no row for this rank (B < N) it returns one stand-in row and 0; the
         step's gradient is then weighted 0, and the caller counts no metrics for it.
         """
+        self.watchdog.arm("a training step")  # a step that never ends: a peer hangs
         b = int(index.shape[0])
         lo, hi = shard_bounds(b, self.rank, self.size)
         self._weight = (hi - lo) / b
@@ -179,6 +180,7 @@ class DataParallel:
         with self.watchdog.watch("the epoch's metric all-reduce"):
             # The read waits for this rank's queued device work (with NCCL, its all-reduces).
             total = self.comm.allreduce_host([float(loss_sum), float(int(correct))])
+        self.watchdog.disarm()  # the epoch's steps are done
         return total[0], int(round(total[1]))
 
     def evaluate(self, net: Any, x: Any, y: Any, prefix: str = "") -> dict[str, float]:
@@ -193,6 +195,7 @@ class DataParallel:
             sums = [part["loss"] * (hi - lo), part["accuracy"] * (hi - lo)]
         with self.watchdog.watch("the validation all-reduce"):
             total = self.comm.allreduce_host(sums)
+        self.watchdog.disarm()
         return {prefix + "loss": total[0] / n, prefix + "accuracy": round(total[1]) / n}
 
 

@@ -11,7 +11,7 @@ collective for ever.  Two guards end the job in bounded time:
   once; other ranks wait a moment first, so an error every rank hits (a
   diverging loss) is reported once, by rank 0.
 - :class:`Watchdog`: a daemon thread that ends the job when this rank has
-  been blocked in one collective (or the device read before one) longer than
+  made no progress (one training step, or one collective) for longer than
   ``timeout`` seconds: the peer it waits for has hung or died.  A rank killed
   outright (SIGKILL, segfault) is noticed by ``mpiexec`` itself, which ends
   the others.
@@ -98,11 +98,14 @@ def install_excepthook(comm: Any) -> None:
 
 
 class Watchdog:
-    """Ends the job when one blocking section lasts longer than ``timeout`` seconds.
+    """Ends the job when this rank makes no progress for longer than ``timeout`` seconds.
 
-    Use ``with watchdog.watch("the gradient all-reduce"):`` around each
-    collective; a daemon thread checks twice a second.  Costs one attribute
-    write per section on the hot path.
+    ``arm(what)`` starts the clock (every training step does: with NCCL a dead
+    peer may block any device call of the step, not only the collective);
+    ``with watch(what):`` restarts it around one collective and then goes back
+    to the state before; ``disarm()`` stops it (after the epoch's last
+    collective, so time spent outside training is never counted).  A daemon
+    thread checks twice a second.  Costs two attribute writes per step.
     """
 
     def __init__(self, comm: Any, timeout: float = DEFAULT_TIMEOUT):
@@ -115,13 +118,20 @@ class Watchdog:
             self._thread = threading.Thread(target=self._run, name="nnxp-watchdog", daemon=True)
             self._thread.start()
 
+    def arm(self, what: str) -> None:
+        self._what, self._since = what, time.monotonic()
+
+    def disarm(self) -> None:
+        self._since = None
+
     @contextlib.contextmanager
     def watch(self, what: str) -> Iterator[None]:
-        self._what, self._since = what, time.monotonic()
+        before = self._what, self._since
+        self.arm(what)
         try:
             yield
         finally:
-            self._since = None
+            self._what, self._since = before[0], (None if before[1] is None else time.monotonic())
 
     def _run(self) -> None:
         while True:

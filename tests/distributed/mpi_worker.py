@@ -6,7 +6,9 @@ with ``fit(..., distributed=...)``; each rank writes its final weights to
 
 ``python mpi_worker.py fault OUT MODE``: two epochs with a checkpoint after
 each (rank 0), then in epoch 2 rank 1 raises (``raise``), kills itself
-(``die``) or hangs (``hang``, with a 3 s collective timeout).
+(``die``) or hangs (``hang``, with a 3 s collective timeout).  ``idle``:
+two fits (with and without validation), then 5 s idle with a 3 s timeout:
+the watchdog must stay quiet.
 """
 
 from __future__ import annotations
@@ -101,7 +103,15 @@ class Fault(nnxp.Callback):
 def fault(out: Path, mode: str) -> None:
     from nnxp.distributed.faults import fail_fast
 
-    dp = init(timeout=3.0 if mode == "hang" else None)
+    dp = init(timeout=3.0 if mode in ("hang", "idle") else None)
+    if mode == "idle":  # training done, then idle longer than the timeout: no alarm
+        x, y, xv, yv = problem()
+        nnxp.fit(nnxp.Network(SIZES, seed=3), x, y, epochs=2, batch_size=BATCH, verbose=0, distributed=dp,
+                 validation_data=(xv, yv))
+        nnxp.fit(nnxp.Network(SIZES, seed=3), x, y, epochs=1, batch_size=BATCH, verbose=0, distributed=dp)
+        time.sleep(5)
+        print("finished all epochs", file=sys.stderr)
+        return
     x, y, _, _ = problem()
     net = nnxp.Network(SIZES, hidden="tanh", seed=3)
     with fail_fast(dp.comm):

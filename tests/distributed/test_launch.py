@@ -112,3 +112,10 @@ def test_a_failing_rank_stops_the_job_and_keeps_the_checkpoint(mpiexec, tmp_path
         assert ours == [] and "signal 9" in done.stderr
     checkpoint = load_checkpoint(tmp_path / "checkpoint.safetensors")  # complete and loadable
     assert checkpoint.epoch == 1
+
+
+def test_the_watchdog_sleeps_between_fits(mpiexec, tmp_path):
+    """Time outside fit (here 5 s, with a 3 s timeout) is never taken for a hung rank."""
+    done = mpiexec([sys.executable, mpi_worker.__file__, "fault", str(tmp_path), "idle"], n=2, timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("finished all epochs") == 2
