@@ -26,9 +26,10 @@ from array_api_compat import array_namespace
 
 from .errors import ConfigError, DivergenceError
 from .init import check_seed
+from .kernels import ArrayAPIOps, ops_for
 from .network import Network
-from .ops import ArrayAPIOps, ops_for
-from .optim import Optimizer, get_optimizer
+from .optim import Optimizer, _positive, get_optimizer
+from .validation import positive_int
 
 __all__ = ["fit", "evaluate", "History", "Callback", "count_correct", "SCHEDULES"]
 
@@ -114,12 +115,15 @@ def fit(
     infinite; the network then holds the diverged weights, so keep a
     checkpoint (the CLI does).
     """
-    epochs, batch_size = _positive_int("epochs", epochs), _positive_int("batch_size", batch_size)
+    epochs, batch_size = positive_int("epochs", epochs), positive_int("batch_size", batch_size)
     seed = check_seed(seed)
     if isinstance(optimizer, str):
         optimizer = get_optimizer(optimizer, lr=lr)
+    elif not isinstance(optimizer, Optimizer):
+        raise ConfigError(f"optimizer must be a name (sgd, momentum, nesterov, adam, adamw) or an "
+                          f"nnxp Optimizer, got {type(optimizer).__name__}")
     elif lr is not None:
-        optimizer.lr = optimizer.initial_lr = float(lr)
+        optimizer.lr = optimizer.initial_lr = _positive("learning rate", lr)
     if schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
     x = net.inputs(x)
@@ -132,17 +136,16 @@ def fit(
     history = history if history is not None else History()
     callbacks = list(callbacks)
     out = out or print
-    stepper = optimizer  # what train_step updates with
+    reduce = None  # data-parallel: averages each step's gradients over the ranks
     if distributed is not None:
-        stepper = distributed.prepare(net, optimizer)  # all-reduces the gradients, then steps
+        reduce = distributed.prepare(net, optimizer)
         verbose, progress = (verbose, progress) if distributed.is_root else (0, False)
     if progress is None:
         progress = bool(verbose) and sys.stderr.isatty()
 
     backend = net.backend
     xp = backend.xp
-    # Distributed: no SGD update folded into the gradient GEMM; gradients are reduced first.
-    ops = ops_for(backend, fast=fast, optimizer=optimizer if distributed is None else None)
+    ops = ops_for(backend, fast=fast)
     index_dtype = backend.index_dtype
     steps = math.ceil(n / batch_size)
     with backend.context():  # CuPy: run on the network's GPU
@@ -153,6 +156,8 @@ def fit(
             order = backend.asarray(order, index_dtype)
             loss_sum = xp.zeros((), dtype=net.dtype, device=backend.device)
             correct = xp.zeros((), dtype=index_dtype, device=backend.device)
+            key = [seed, epoch, 1] + ([distributed.rank] if distributed is not None else [])
+            rng = np.random.default_rng(key) if net.has_randomness else None  # dropout
             bar = _ProgressBar(epoch + 1, epochs, n) if progress else None
             # A diverging run overflows; that is reported once, below, not as NumPy warnings.
             with np.errstate(over="ignore", invalid="ignore"):
@@ -163,7 +168,7 @@ def fit(
                         index, rows = distributed.shard(index)  # this rank's rows (0: a stand-in)
                     xb = ops.take_rows(x, index, "x_batch")
                     yb = ops.take_rows(y, index, "y_batch")
-                    cost, a = net.train_step(xb, yb, stepper, ops)
+                    cost, a = net.train_step(xb, yb, optimizer, ops, rng=rng, reduce=reduce)
                     loss_sum = loss_sum + cost * float(rows)
                     if rows:
                         correct = correct + count_correct(a, yb, index_dtype)
@@ -225,7 +230,8 @@ def _evaluate_on_device(net: Network, x: Any, y: Any, batch_size: int = 4096,
     for lo in range(0, n, batch_size):
         hi = min(n, lo + batch_size)
         xb, yb = x[lo:hi, ...], y[lo:hi, ...]
-        z, a, _ = net._forward(xb, ops)
+        z, _ = net.forward_pass(xb, ops)
+        a = net.output.forward(z)
         loss_sum = loss_sum + net.loss.value(net.output, z, a, yb) * float(xb.shape[0])
         correct = correct + count_correct(a, yb, index_dtype)
     return {prefix + "loss": float(loss_sum) / n, prefix + "accuracy": int(correct) / n}
@@ -276,13 +282,3 @@ class _ProgressBar:
 
     def close(self) -> None:
         self._bar.close()
-
-
-def _positive_int(name: str, value: Any) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}") from None
-    if number != value or number < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return number

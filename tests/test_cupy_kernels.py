@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from nnxp._cupy_ops import KERNELS
+from nnxp.kernels.cupy import KERNELS
 
 C_TYPES = {"float64": "double", "float32": "float", "bool": "bool", "int32": "int"}
 

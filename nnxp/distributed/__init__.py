@@ -24,7 +24,7 @@ the job).  mpi4py is imported only when a communicator is built:
 ``pip install 'nnxp[mpi]'``.
 """
 
-from .data_parallel import AveragingOptimizer, DataParallel, shard_bounds
+from .data_parallel import DataParallel, shard_bounds
 from .launch import device_for_rank, init, launched_by_mpi
 
-__all__ = ["AveragingOptimizer", "DataParallel", "device_for_rank", "init", "launched_by_mpi", "shard_bounds"]
+__all__ = ["DataParallel", "device_for_rank", "init", "launched_by_mpi", "shard_bounds"]

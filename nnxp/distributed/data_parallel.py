@@ -32,11 +32,12 @@ see benchmarks/README.md, "Scaling out", for when that matters.
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from array_api_compat import array_namespace, is_writeable_array
 
+from ..errors import ConfigError
 from .faults import DEFAULT_TIMEOUT, Watchdog, install_excepthook
 
 __all__ = ["DataParallel", "shard_bounds"]
@@ -50,7 +51,10 @@ def shard_bounds(n: int, rank: int, size: int) -> tuple[int, int]:
 
 
 class DataParallel:
-    """What :func:`nnxp.train.fit` calls (``fit(..., distributed=dp)``) to train on N ranks.
+    """What :func:`nnxp.train.fit` calls (``fit(..., distributed=dp)``) to train on N ranks:
+    :meth:`prepare` once, :meth:`shard` and (as ``train_step``'s ``reduce``)
+    :meth:`average_gradients` every step, :meth:`reduce_sums` and
+    :meth:`evaluate` every epoch.
 
     Build it with :func:`nnxp.distributed.init` under ``mpiexec``, or from any
     :class:`~nnxp.distributed.comm.Communicator`.  ``timeout``: seconds one rank
@@ -79,31 +83,39 @@ class DataParallel:
         return f"DataParallel(rank {self.rank} of {self.size}, {getattr(self.comm, 'name', 'comm')})"
 
     # -- before training -------------------------------------------------------------
-    def prepare(self, net: Any, optimizer: Any) -> "AveragingOptimizer":
+    def prepare(self, net: Any, optimizer: Any) -> Callable[[Sequence[Any]], list[Any]]:
         """Make every rank start from rank 0's parameters and optimizer state.
 
-        Returns the optimizer to step with: it all-reduces the gradients first.
+        Returns the gradient reduction for ``Network.train_step(..., reduce=)``:
+        :meth:`average_gradients`.
         """
         self._flat, self._views, self._layout = None, [], []  # this run's buffers are made on its first step
-        params = net.parameters()
-        self._broadcast_in_place(params)
-        for buffers in getattr(optimizer, "state", {}).values():
-            self._broadcast_in_place(buffers)
-        if hasattr(optimizer, "t"):
-            with self.watchdog.watch("the start-up broadcast"):
-                optimizer.t = int(self.comm.allreduce_host([optimizer.t if self.is_root else 0])[0])
-        return AveragingOptimizer(optimizer, self)
+        self._broadcast(net.parameters(), "parameters")
+        for name, buffers in optimizer.state.items():
+            self._broadcast(buffers, f"optimizer state {name!r}")
+        with self.watchdog.watch("the start-up broadcast"):
+            optimizer.t = int(self.comm.allreduce_host([optimizer.t if self.is_root else 0])[0])
+        self.watchdog.disarm()
+        return self.average_gradients
 
-    def _broadcast_in_place(self, arrays: Sequence[Any]) -> None:
+    def _broadcast(self, arrays: Sequence[Any], what: str) -> None:
+        """Rank 0's values into ``arrays``: written in place (so the optimizer's state
+        still belongs to the same parameter arrays); arrays that cannot be written
+        (JAX, dask) must already agree, as the same seed or checkpoint makes them."""
         if not arrays:
             return
-        flat = self._flatten(arrays, 1.0, new=True)
         with self.watchdog.watch("the start-up broadcast"):
-            flat = self.comm.broadcast(flat, 0)
-        for a, view in zip(arrays, self._unflatten(flat, arrays)):
-            if not is_writeable_array(a):
-                raise NotImplementedError("distributed training needs writeable parameter arrays")
-            a[...] = view
+            root = self.comm.broadcast(self._flatten(arrays, 1.0, new=True), 0)
+        if all(is_writeable_array(a) for a in arrays):
+            for a, view in zip(arrays, self._unflatten(root, arrays)):
+                a[...] = view
+            return
+        local = self._flatten(arrays, 1.0, new=True)
+        differs = float(not bool(array_namespace(local).all(root == local)))
+        with self.watchdog.watch("the start-up broadcast"):
+            if self.comm.allreduce_host([differs])[0]:
+                raise ConfigError(f"the ranks start from different {what}: give every rank the same "
+                                  "seed (or the same checkpoint)")
 
     # -- each step ---------------------------------------------------------------------
     def shard(self, index: Any) -> tuple[Any, int]:
@@ -127,7 +139,6 @@ class DataParallel:
         gave; the result (views into one flat buffer, valid until the next
         call) is the same on every rank.
         """
-        grads = [g.materialise() if hasattr(g, "materialise") else g for g in grads]
         flat = self._flatten(grads, self._weight)
         started = time.perf_counter()
         with self.watchdog.watch("the gradient all-reduce"):
@@ -197,27 +208,6 @@ class DataParallel:
             total = self.comm.allreduce_host(sums)
         self.watchdog.disarm()
         return {prefix + "loss": total[0] / n, prefix + "accuracy": round(total[1]) / n}
-
-
-class AveragingOptimizer:
-    """An optimizer whose ``step(params, grads, ...)`` first averages ``grads`` over the ranks.
-
-    Everything else (``lr``, ``state``, ``state_dict``, ...) is the wrapped
-    optimizer's, so schedules and fused backend updates see the real one.
-    """
-
-    def __init__(self, optimizer: Any, dp: DataParallel):
-        object.__setattr__(self, "optimizer", optimizer)
-        object.__setattr__(self, "dp", dp)
-
-    def step(self, params: Sequence[Any], grads: Sequence[Any], *args: Any, **kwargs: Any) -> Any:
-        return self.optimizer.step(params, self.dp.average_gradients(grads), *args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.optimizer, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self.optimizer, name, value)
 
 
 def _size(a: Any) -> int:

@@ -10,8 +10,9 @@ The generic Array-API step launches one kernel per operator: ``z = x @ W.T``,
   moments) in a single pass.
 
 The kernels are the same maths as :mod:`nnxp.activations` and
-:mod:`nnxp.optim`, written as CUDA C expressions; ``tests/test_ops.py``
-checks on a GPU that this path and the generic one give the same numbers,
+:mod:`nnxp.optim`, written as CUDA C expressions and registered by the
+formula's exact class (a subclass runs the reference); ``tests/test_kernels.py``
+checks that this path and the reference give the same numbers,
 and ``tests/test_cupy_kernels.py`` compiles every kernel body with ``nvcc``
 where it is installed, so a typo cannot wait for a GPU to show up.
 
@@ -24,10 +25,11 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Any, Callable, Hashable, NamedTuple
+from typing import Any, Hashable, NamedTuple
 
-from .activations import Activation
-from .ops import BufferedOps
+from ..activations import Activation, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
+from ..optim import SGD, Adam, AdamW
+from .buffers import BufferedOps
 
 __all__ = ["CuPyOps", "fused_enabled", "KERNELS"]
 
@@ -82,6 +84,10 @@ KERNELS: dict[str, KernelSpec] = {
     **{f"nnxp_update_{k}": v for k, v in _UPDATES.items()},
 }
 
+# The formula each kernel runs, by exact class (never by name: a subclass runs the reference).
+_FORWARD_OF = {ReLU: "relu", LeakyReLU: "leaky_relu", Sigmoid: "sigmoid", Tanh: "tanh", Identity: "identity"}
+_BACKWARD_OF = {ReLU: "relu", LeakyReLU: "leaky_relu", Sigmoid: "sigmoid", Tanh: "tanh"}
+
 
 def fused_enabled() -> bool:
     return os.environ.get("NNXP_CUPY_FUSED", "0") == "1"
@@ -119,22 +125,22 @@ class CuPyOps(BufferedOps):
         return z
 
     def linear_activate(self, x, w, b, act, key):
-        spec_name = f"nnxp_forward_{act.name}"
-        if spec_name not in KERNELS:
+        kind = _FORWARD_OF.get(type(act))
+        if kind is None:
             return super().linear_activate(x, w, b, act, key)
         z = self._gemm(x, w.T, key)
-        args = (b, act.alpha) if act.name == "leaky_relu" else (b,)
-        _kernel(spec_name)(*args, z)
+        args = (b, act.alpha) if kind == "leaky_relu" else (b,)
+        _kernel(f"nnxp_forward_{kind}")(*args, z)
         return z
 
     def activation_backward(self, act: Activation, a, g):
-        spec_name = f"nnxp_backward_{act.name}"
-        if act.name == "identity":
+        if type(act) is Identity:
             return g
-        if spec_name not in KERNELS:
+        kind = _BACKWARD_OF.get(type(act))
+        if kind is None:
             return act.backward(a, g)
-        args = (a, act.alpha) if act.name == "leaky_relu" else (a,)
-        _kernel(spec_name)(*args, g)
+        args = (a, act.alpha) if kind == "leaky_relu" else (a,)
+        _kernel(f"nnxp_backward_{kind}")(*args, g)
         return g
 
     def weight_grad(self, delta, a_prev, key):
@@ -151,24 +157,22 @@ class CuPyOps(BufferedOps):
         out = self.buffer(key, (index.shape[0],) + tuple(x.shape[1:]), x.dtype)
         return self._cp.take(x, index, axis=0, out=out)
 
-    def optimizer_update(self, optimizer: Any) -> Callable[[Any, Any, dict[str, Any]], None] | None:
-        """A fused per-parameter update for ``optimizer``, or None to use its own."""
-        name = optimizer.name
-        if name == "sgd" and not optimizer.momentum:
-            kernel = _kernel("nnxp_update_sgd")
-            return lambda p, g, state: kernel(g, optimizer.lr, optimizer.weight_decay, p)
-        if name == "sgd":
-            kernel = _kernel("nnxp_update_momentum")
-            return lambda p, g, state: kernel(g, optimizer.lr, optimizer.weight_decay, optimizer.momentum,
-                                              optimizer.nesterov, p, state["velocity"])
-        if name in ("adam", "adamw"):
-            kernel = _kernel("nnxp_update_adam")
-
-            def adam(p, g, state):
+    def optimizer_step(self, optimizer, params, grads):
+        """A fused kernel per parameter for exactly SGD, Adam and AdamW; others run their own rule."""
+        kind = type(optimizer)
+        if kind not in (SGD, Adam, AdamW):
+            return optimizer.step(params, grads)
+        optimizer.begin_step(params, grads)
+        for i, (p, g) in enumerate(zip(params, grads)):
+            state = optimizer.slot(i)
+            if kind is SGD and not optimizer.momentum:
+                _kernel("nnxp_update_sgd")(g, optimizer.lr, optimizer.weight_decay, p)
+            elif kind is SGD:
+                _kernel("nnxp_update_momentum")(g, optimizer.lr, optimizer.weight_decay, optimizer.momentum,
+                                                optimizer.nesterov, p, state["velocity"])
+            else:
                 wd = 0.0 if optimizer.decoupled else optimizer.weight_decay
-                decay = 1.0 - optimizer.lr * optimizer.weight_decay if optimizer.decoupled else 1.0
-                kernel(g, optimizer._step_size, optimizer.beta1, optimizer.beta2, optimizer.eps,
-                       optimizer._inv_sqrt_bc2, wd, decay, p, state["m"], state["v"])
-
-            return adam
-        return None
+                _kernel("nnxp_update_adam")(g, optimizer.step_size, optimizer.beta1, optimizer.beta2,
+                                            optimizer.eps, optimizer.inv_sqrt_bc2, wd, optimizer.decay_factor,
+                                            p, state["m"], state["v"])
+        return list(params)
