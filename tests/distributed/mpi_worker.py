@@ -38,6 +38,8 @@ SCENARIOS = [
     ("adam-float64-strict", "adam", "float64", "strict"),
     ("momentum-float32-strict", "momentum", "float32", "strict"),
 ]
+# With dropout each rank draws its own masks, so only the ranks' agreement is checked.
+DROPOUT_SCENARIO = ("dropout-adam-float64-numpy", "adam", "float64", "numpy")
 N_ROWS, BATCH, EPOCHS, SIZES = 61, 15, 2, [6, 5, 3]
 LR = {"sgd": 0.3, "momentum": 0.1, "adam": 0.01}
 
@@ -62,11 +64,12 @@ def _test_backends():
     return sys.modules[name]
 
 
-def train(optimizer: str, dtype: str, backend_name: str, distributed=None):
+def train(optimizer: str, dtype: str, backend_name: str, distributed=None, dropout: float = 0.0):
     """The scenario's network after ``EPOCHS`` epochs, and its history."""
     make_backend = _test_backends().make_backend
     x, y, xv, yv = problem()
-    net = nnxp.Network(SIZES, hidden="tanh", seed=3, dtype=dtype, device=make_backend(backend_name))
+    net = nnxp.Network(SIZES, hidden="tanh", seed=3, dtype=dtype, device=make_backend(backend_name),
+                       dropout=dropout)
     history = nnxp.fit(net, x, y, epochs=EPOCHS, batch_size=BATCH, optimizer=optimizer, lr=LR[optimizer],
                        validation_data=(xv, yv), seed=5, verbose=0, distributed=distributed)
     return net, history
@@ -74,8 +77,8 @@ def train(optimizer: str, dtype: str, backend_name: str, distributed=None):
 
 def equality(out: Path) -> None:
     dp = init()
-    for name, optimizer, dtype, backend_name in SCENARIOS:
-        net, history = train(optimizer, dtype, backend_name, dp)
+    for name, optimizer, dtype, backend_name in [*SCENARIOS, DROPOUT_SCENARIO]:
+        net, history = train(optimizer, dtype, backend_name, dp, dropout=0.3 if "dropout" in name else 0.0)
         arrays = {f"p{i}": nnxp.to_numpy(p) for i, p in enumerate(net.parameters())}
         last = history.last
         np.savez(out / f"{name}.rank{dp.rank}.npz", size=dp.size, loss=last["loss"], accuracy=last["accuracy"],

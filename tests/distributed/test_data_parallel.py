@@ -11,7 +11,7 @@ import nnxp
 from nnxp.distributed import shard_bounds
 
 import mpi_worker
-from mpi_worker import SCENARIOS, train
+from mpi_worker import DROPOUT_SCENARIO, SCENARIOS, train
 from mpirun import mpiexec  # noqa: F401 - the fixture
 
 
@@ -32,7 +32,7 @@ def two_rank_results(mpiexec, tmp_path_factory):
     done = mpiexec([sys.executable, mpi_worker.__file__, "equality", str(out)], n=2, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return {(name, rank): dict(np.load(out / f"{name}.rank{rank}.npz"))
-            for name, *_ in SCENARIOS for rank in (0, 1)}
+            for name, *_ in [*SCENARIOS, DROPOUT_SCENARIO] for rank in (0, 1)}
 
 
 @pytest.mark.parametrize("name,optimizer,dtype,backend_name", SCENARIOS, ids=[s[0] for s in SCENARIOS])
@@ -57,3 +57,15 @@ def test_two_ranks_give_the_weights_of_one_process(two_rank_results, name, optim
     for key in ("accuracy", "val_accuracy"):  # counts reduced over the ranks, divided by the total
         assert float(rank0[key]) == last[key]
 
+
+
+def test_with_dropout_the_ranks_stay_identical(two_rank_results):
+    """Each rank draws its own dropout masks; the averaged gradient keeps the replicas equal."""
+    name = DROPOUT_SCENARIO[0]
+    rank0, rank1 = two_rank_results[name, 0], two_rank_results[name, 1]
+    keys = [k for k in rank0 if k.startswith("p")]
+    assert keys
+    for key in keys:
+        np.testing.assert_array_equal(rank0[key], rank1[key])
+    plain, _ = train(*DROPOUT_SCENARIO[1:])  # without dropout: different weights
+    assert not all(np.allclose(rank0[f"p{i}"], nnxp.to_numpy(p)) for i, p in enumerate(plain.parameters()))
