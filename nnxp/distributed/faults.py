@@ -44,7 +44,9 @@ _DEFER_SECONDS = 2.0
 
 def describe(exc: BaseException) -> str:
     """One line for an exception: the message of an nnxp error, else type and message."""
-    if isinstance(exc, NnxpError):
+    if isinstance(exc, KeyboardInterrupt):
+        text = "interrupted"
+    elif isinstance(exc, NnxpError):
         text = str(exc)
     else:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
