@@ -94,16 +94,14 @@ class MPICommunicator:
         local.Free()
 
     def allreduce_sum(self, buf: Any) -> Any:
-        if isinstance(buf, np.ndarray) and buf.flags.c_contiguous and buf.flags.writeable:
-            self.comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
-            return buf
-        return _from_host(buf, self.allreduce_sum(_to_host(buf)))
+        host = _host_buffer(buf)
+        self.comm.Allreduce(self._MPI.IN_PLACE, host, op=self._MPI.SUM)
+        return buf if host is buf else _from_host(buf, host)
 
     def broadcast(self, buf: Any, root: int = 0) -> Any:
-        if isinstance(buf, np.ndarray) and buf.flags.c_contiguous and buf.flags.writeable:
-            self.comm.Bcast(buf, root=root)
-            return buf
-        return _from_host(buf, self.broadcast(_to_host(buf), root))
+        host = _host_buffer(buf)
+        self.comm.Bcast(host, root=root)
+        return buf if host is buf else _from_host(buf, host)
 
     def allreduce_host(self, values: Sequence[float]) -> list[float]:
         buf = np.asarray(values, dtype=np.float64)
@@ -163,10 +161,14 @@ class NCCLCommunicator:
         self.mpi.abort(code)
 
 
-def _to_host(buf: Any) -> np.ndarray:
+def _host_buffer(buf: Any) -> np.ndarray:
+    """``buf`` itself when MPI can write into it (a contiguous, writeable NumPy array),
+    else a writeable host copy (another library, a read-only or lazy array)."""
+    if isinstance(buf, np.ndarray) and buf.flags.c_contiguous and buf.flags.writeable:
+        return buf
     from ..backend import to_numpy
 
-    return np.ascontiguousarray(to_numpy(buf))
+    return np.array(to_numpy(buf), order="C", copy=True)
 
 
 def _from_host(like: Any, host: np.ndarray) -> Any:

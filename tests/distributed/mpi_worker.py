@@ -37,6 +37,9 @@ SCENARIOS = [
     ("adam-float32-numpy", "adam", "float32", "numpy"),
     ("adam-float64-strict", "adam", "float64", "strict"),
     ("momentum-float32-strict", "momentum", "float32", "strict"),
+    # Libraries without in-place writes: the flat buffer is rebuilt each step, the reduced one rebound.
+    ("adam-float32-jax", "adam", "float32", "jax"),
+    ("sgd-float64-dask", "sgd", "float64", "dask"),
 ]
 # With dropout each rank draws its own masks, so only the ranks' agreement is checked.
 DROPOUT_SCENARIO = ("dropout-adam-float64-numpy", "adam", "float64", "numpy")
