@@ -82,6 +82,7 @@ class Network:
         dropout: float = 0.0,
     ):
         sizes = validation.check_sizes(sizes)
+        validation.check_parameter_memory(sizes, 8 if dtype == "float64" else 4)
         n_layers = len(sizes) - 1
         if isinstance(hidden, (list, tuple)):
             if len(hidden) != n_layers - 1:
