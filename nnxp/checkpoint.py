@@ -44,15 +44,17 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | os.PathLike, net: Network, optimizer: Optimizer, history: History,
-                    settings: dict[str, Any] | None = None) -> None:
-    """Write a checkpoint atomically; refuses (DivergenceError) a network or state holding NaN/inf."""
+                    settings: dict[str, Any] | None = None,
+                    extra_metadata: dict[str, Any] | None = None) -> None:
+    """Write a checkpoint atomically; refuses (DivergenceError) a network or state holding NaN/inf.
+    ``extra_metadata`` (JSON-able) is stored beside it (the text model's tokenizer, for example)."""
     info, arrays = optimizer.state_dict()
     if not all_finite(list(net.parameters()) + list(arrays.values())):
         raise DivergenceError(f"not writing checkpoint {path}: the parameters or optimizer state hold NaN "
                               "or infinite values; the learning rate is probably too high")
     save(net, path,
          extra_arrays={_PREFIX + name: a for name, a in arrays.items()},
-         extra_metadata={"optimizer": info,
+         extra_metadata={**(extra_metadata or {}), "optimizer": info,
                          "training": {"epoch": len(history), "history": history.records,
                                       "settings": settings or {}}})
 

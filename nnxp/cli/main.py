@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import DivergenceError, NnxpError
-from . import bench, evaluate, images, train
+from . import bench, evaluate, images, text, train
 
 __all__ = ["main", "build_parser"]
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nnxp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-    for command_group in (train, evaluate, images, bench):
+    for command_group in (train, evaluate, images, bench, text):
         command_group.add_commands(commands)
     return parser
 
