@@ -83,6 +83,7 @@ def fit(
     progress: bool | None = None,
     fast: bool = True,
     out: Callable[[str], None] | None = None,
+    distributed: Any = None,
 ) -> History:
     """Train ``net`` on ``(x, y)`` with mini-batch gradient descent.
 
@@ -104,6 +105,11 @@ def fit(
     progress : show a progress bar per epoch (default: when verbose and
         stderr is a terminal).
     fast : use the backend's fast path (buffers, in-place, fused kernels).
+    distributed : a :class:`~nnxp.distributed.DataParallel` (from
+        ``nnxp.distributed.init()`` under ``mpiexec``): this process trains on
+        its share of every global batch of ``batch_size`` rows, gradients are
+        averaged over the ranks before each update, and only rank 0 prints.
+        Callbacks run on every rank (write files where ``distributed.is_root``).
 
     Returns the :class:`History` (``history`` extended, if given).
 
@@ -135,6 +141,10 @@ def fit(
     history = history if history is not None else History()
     callbacks = list(callbacks)
     out = out or print
+    reduce = None  # data-parallel: averages each step's gradients over the ranks
+    if distributed is not None:
+        reduce = distributed.prepare(net, optimizer)
+        verbose, progress = (verbose, progress) if distributed.is_root else (0, False)
     if progress is None:
         progress = bool(verbose) and sys.stderr.isatty()
 
@@ -152,24 +162,30 @@ def fit(
             order = backend.asarray(order, index_dtype)
             loss_sum = xp.zeros((), dtype=net.dtype, device=backend.device)
             correct = xp.zeros((), dtype=index_dtype, device=backend.device)
-            rng = np.random.default_rng([seed, epoch, 1]) if net.has_randomness else None  # dropout
+            key = [seed, epoch, 1] + ([distributed.rank] if distributed is not None else [])
+            rng = np.random.default_rng(key) if net.has_randomness else None  # dropout
             bar = _ProgressBar(epoch + 1, epochs, n) if progress else None
             # A diverging run overflows; that is reported once, below, not as NumPy warnings.
             with np.errstate(over="ignore", invalid="ignore"):
                 for step in range(steps):
                     lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-                    index = order[lo:hi]
+                    index, rows = order[lo:hi], hi - lo
+                    if distributed is not None:
+                        index, rows = distributed.shard(index)  # this rank's rows (0: a stand-in)
                     xb = ops.take_rows(x, index, "x_batch")
                     yb = ops.take_rows(y, index, "y_batch")
-                    cost, a = net.train_step(xb, yb, optimizer, ops, rng=rng)
+                    cost, a = net.train_step(xb, yb, optimizer, ops, rng=rng, reduce=reduce)
                     if first_cost is None and not history.records:
                         first_cost = cost * 1.0  # a copy: a fast path may reuse its buffers
-                    loss_sum = loss_sum + cost * float(hi - lo)
-                    correct = correct + count_correct(a, yb, index_dtype)
+                    loss_sum = loss_sum + cost * float(rows)
+                    if rows:
+                        correct = correct + count_correct(a, yb, index_dtype)
                     if backend.lazy:  # dask: evaluate the step now, or the graph grows all epoch
                         loss_sum, correct = _materialise(backend, net, optimizer, loss_sum, correct)
                     if bar is not None:
                         bar.update(hi, loss_sum)
+                if distributed is not None:
+                    loss_sum, correct = distributed.reduce_sums(loss_sum, correct)
                 loss = float(loss_sum) / n  # the epoch's one read of training results
                 accuracy = int(correct) / n
                 train_seconds = time.perf_counter() - started
@@ -177,7 +193,8 @@ def fit(
                     bar.close()
                 record: dict[str, float] = {"epoch": epoch + 1, "loss": loss, "accuracy": accuracy}
                 if val is not None:
-                    record.update(_evaluate_on_device(net, *val, prefix="val_"))
+                    evaluate_ = distributed.evaluate if distributed is not None else _evaluate_on_device
+                    record.update(evaluate_(net, *val, prefix="val_"))
             record["seconds"] = time.perf_counter() - started
             record["samples_per_second"] = n / train_seconds
             # Before the callbacks, so a diverged network is never checkpointed.
