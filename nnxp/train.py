@@ -15,24 +15,27 @@ array-api-strict's non-default device enforce):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 from array_api_compat import array_namespace
 
 from .backend import to_numpy
-from .errors import ConfigError, DivergenceError
-from .init import check_seed
+from .divergence import check_epoch
+from .errors import ConfigError
 from .kernels import ArrayAPIOps, ops_for
-from .network import Network
 from .optim import Optimizer, _positive, get_optimizer
 from .split import stratified_split
 from .threads import thread_limit
-from .validation import positive_int
+from .validation import nonnegative_int, positive_int
+
+if TYPE_CHECKING:
+    from .network import Network
 
 __all__ = ["fit", "evaluate", "History", "Callback", "count_correct", "SCHEDULES"]
 
@@ -86,6 +89,7 @@ def fit(
     fast: bool = True,
     threads: int | str | None = None,
     out: Callable[[str], None] | None = None,
+    distributed: Any = None,
 ) -> History:
     """Train ``net`` on ``(x, y)`` with mini-batch gradient descent.
 
@@ -119,15 +123,23 @@ def fit(
         in order after each epoch, before its line is printed (so they may add
         values to ``record``); one that sets ``net.stop_training = True`` ends
         training after that epoch.
+    distributed : a :class:`~nnxp.distributed.DataParallel` (from
+        ``nnxp.distributed.init()`` under ``mpiexec``): this process trains on
+        its share of every global batch of ``batch_size`` rows, gradients are
+        averaged over the ranks before each update, and only rank 0 prints.
+        Callbacks run on every rank (write files where ``distributed.is_root``).
 
     Returns the :class:`History` (``history`` extended, if given).
 
-    Raises :class:`~nnxp.errors.DivergenceError` if an epoch's loss is NaN or
-    infinite; the network then holds the diverged weights, so keep a
-    checkpoint (the CLI does).
+    Raises :class:`~nnxp.errors.DivergenceError` when an epoch diverges (a NaN
+    or infinite loss, parameter or optimizer state, or a loss exploding
+    relative to its start: the rule is in :mod:`nnxp.divergence`), before
+    that epoch's callbacks run, so a checkpoint callback never saves a
+    diverged network; the network then holds the diverged weights.
     """
     epochs, batch_size = positive_int("epochs", epochs), positive_int("batch_size", batch_size)
-    seed = check_seed(seed)
+    initial_epoch = nonnegative_int("initial_epoch", initial_epoch)
+    seed = nonnegative_int("seed", seed)  # not None: shuffles must repeat for a resumed run
     if isinstance(optimizer, str):
         optimizer = get_optimizer(optimizer, lr=lr)
     elif not isinstance(optimizer, Optimizer):
@@ -135,7 +147,7 @@ def fit(
                           f"nnxp Optimizer, got {type(optimizer).__name__}")
     elif lr is not None:
         optimizer.lr = optimizer.initial_lr = _positive("learning rate", lr)
-    if schedule not in SCHEDULES:
+    if not isinstance(schedule, str) or schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
     x = net.inputs(x)
     y = net.targets(y, x.shape[0])
@@ -151,6 +163,10 @@ def fit(
     history = history if history is not None else History()
     callbacks = list(callbacks)
     out = out or print
+    reduce = None  # data-parallel: averages each step's gradients over the ranks
+    if distributed is not None:
+        reduce = distributed.prepare(net, optimizer)
+        verbose, progress = (verbose, progress) if distributed.is_root else (0, False)
     if progress is None:
         progress = bool(verbose) and (sys.stderr.isatty() or _in_notebook())
 
@@ -159,9 +175,13 @@ def fit(
     ops = ops_for(backend, fast=fast)
     index_dtype = backend.index_dtype
     steps = math.ceil(n / batch_size)
+    first_cost = None  # the run's first batch loss (before any update): divergence.check_epoch's reference
     run_started = time.perf_counter()
     net.stop_training = False
-    with backend.context(), thread_limit(threads, batch_size, net.sizes, backend):
+    # CPU threads: nnxp.threads' choice, unless data-parallel ranks already share the cores.
+    threads_ = (thread_limit(threads, batch_size, net.sizes, backend) if distributed is None or threads is not None
+                else contextlib.nullcontext())
+    with backend.context(), threads_:  # CuPy: run on the network's GPU
         for epoch in range(initial_epoch, epochs):
             started = time.perf_counter()
             optimizer.lr = optimizer.initial_lr * SCHEDULES[schedule](epoch, epochs)
@@ -169,21 +189,31 @@ def fit(
             order = backend.asarray(order, index_dtype)
             loss_sum = xp.zeros((), dtype=net.dtype, device=backend.device)
             correct = xp.zeros((), dtype=index_dtype, device=backend.device)
-            rng = np.random.default_rng([seed, epoch, 1]) if net.has_randomness else None  # dropout
+            key = [seed, epoch, 1] + ([distributed.rank] if distributed is not None else [])
+            rng = np.random.default_rng(key) if net.has_randomness else None  # dropout
             eta = _run_eta(run_started, epoch - initial_epoch, epochs - epoch)
             bar = _ProgressBar(epoch + 1, epochs, n, eta) if progress else None
             # A diverging run overflows; that is reported once, below, not as NumPy warnings.
             with np.errstate(over="ignore", invalid="ignore"):
                 for step in range(steps):
                     lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-                    index = order[lo:hi]
+                    index, rows = order[lo:hi], hi - lo
+                    if distributed is not None:
+                        index, rows = distributed.shard(index)  # this rank's rows (0: a stand-in)
                     xb = ops.take_rows(x, index, "x_batch")
                     yb = ops.take_rows(y, index, "y_batch")
-                    cost, a = net.train_step(xb, yb, optimizer, ops, rng=rng)
-                    loss_sum = loss_sum + cost * float(hi - lo)
-                    correct = correct + count_correct(a, yb, index_dtype)
+                    cost, a = net.train_step(xb, yb, optimizer, ops, rng=rng, reduce=reduce)
+                    if first_cost is None and not history.records:
+                        first_cost = cost * 1.0  # a copy: a fast path may reuse its buffers
+                    loss_sum = loss_sum + cost * float(rows)
+                    if rows:
+                        correct = correct + count_correct(a, yb, index_dtype)
+                    if backend.lazy:  # dask: evaluate the step now, or the graph grows all epoch
+                        loss_sum, correct = _materialise(backend, net, optimizer, loss_sum, correct)
                     if bar is not None:
                         bar.update(hi, loss_sum)
+                if distributed is not None:
+                    loss_sum, correct = distributed.reduce_sums(loss_sum, correct)
                 loss = float(loss_sum) / n  # the epoch's one read of training results
                 accuracy = int(correct) / n
                 train_seconds = time.perf_counter() - started
@@ -191,14 +221,13 @@ def fit(
                     bar.close()
                 record: dict[str, float] = {"epoch": epoch + 1, "loss": loss, "accuracy": accuracy}
                 if val is not None:
-                    record.update(_evaluate_on_device(net, *val, prefix="val_"))
+                    evaluate_ = distributed.evaluate if distributed is not None else _evaluate_on_device
+                    record.update(evaluate_(net, *val, prefix="val_"))
             record["seconds"] = time.perf_counter() - started
             record["samples_per_second"] = n / train_seconds
-            if not math.isfinite(loss):
-                raise DivergenceError(
-                    f"training diverged in epoch {epoch + 1}: the loss is {loss}; "
-                    f"the learning rate ({optimizer.lr:g}) is probably too high, try a lower one"
-                )
+            # Before the callbacks, so a diverged network is never checkpointed.
+            check_epoch(net, optimizer, record, history.records,
+                        float(first_cost) if first_cost is not None and not history.records else None)
             history.records.append(record)
             for callback in callbacks:  # may add to the record (test_loss, ...) or stop training
                 callback.on_epoch_end(net, optimizer, record, history)
@@ -236,6 +265,7 @@ def evaluate(net: Network, x: Any, y: Any, batch_size: int = 4096,
 
     Runs ``batch_size`` rows at a time; sums stay on the device and are read once.
     """
+    batch_size = positive_int("batch_size", batch_size)
     x = net.inputs(x)
     y = net.targets(y, x.shape[0])
     with net.backend.context():
@@ -259,6 +289,22 @@ def _evaluate_on_device(net: Network, x: Any, y: Any, batch_size: int = 4096,
         loss_sum = loss_sum + net.loss.value(net.output, z, a, yb) * float(xb.shape[0])
         correct = correct + count_correct(a, yb, index_dtype)
     return {prefix + "loss": float(loss_sum) / n, prefix + "accuracy": int(correct) / n}
+
+
+def _materialise(backend: Any, net: Network, optimizer: Optimizer, *others: Any) -> list[Any]:
+    """Compute a lazy backend's pending work for the parameters, optimizer state and ``others``."""
+    params = net.parameters()
+    names = list(optimizer.state)
+    state = [a for name in names for a in optimizer.state[name]]
+    done = backend.persist([*params, *state, *others])
+    net.set_parameters(done[:len(params)])
+    optimizer.adopt(done[:len(params)])
+    start = len(params)
+    for name in names:
+        count = len(optimizer.state[name])
+        optimizer.state[name] = done[start:start + count]
+        start += count
+    return done[start:]
 
 
 def count_correct(a: Any, y: Any, dtype: Any) -> Any:

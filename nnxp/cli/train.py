@@ -20,8 +20,9 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ConfigError, DataError, DivergenceError
-from .args import (add_data_arguments, add_device_argument, add_threads_argument, check_writable, layer_sizes,
-                   load_data, nonnegative_float, nonnegative_int, positive_float, positive_int, probability)
+from .args import (add_data_arguments, add_device_argument, add_threads_argument, check_distinct, check_writable,
+                   layer_sizes, load_data, nonnegative_float, nonnegative_int, positive_float, positive_int,
+                   probability)
 
 __all__ = ["add_commands", "cmd_train"]
 
@@ -88,6 +89,14 @@ def add_commands(commands: Any) -> None:
                    help="CUDA only: allow TF32 matrix products (CUPY_TF32=1)")
     add_threads_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training on the processes MPI starts: mpiexec -n N nnxp train "
+                        "--distributed ... (needs pip install 'nnxp[mpi]'); --batch-size is the global "
+                        "batch, split over the ranks; rank 0 prints and writes the files; on GPUs one "
+                        "GPU per rank (cuda:LOCAL_RANK) and NCCL")
+    p.add_argument("--distributed-timeout", type=positive_float, default=300.0, metavar="SECONDS",
+                   help="with --distributed: stop the job when a rank waits longer than this for the "
+                        "others (a rank died or hangs) (default: 300)")
     p.set_defaults(func=cmd_train)
 
 
@@ -99,27 +108,107 @@ _RUN_SETTINGS = ("dataset", "hidden", "activation", "output", "loss", "init", "d
 _RUN_FILES = ("save", "metrics", "save_best")
 
 
+def _one_of(*choices: str):
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(value)
+        return value
+    return check
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value
+
+
+def _whole(least: int):
+    def check(value: Any) -> int:
+        if type(value) is not int or value < least:
+            raise ValueError(value)
+        return value
+    return check
+
+
+def _widths(value: Any) -> list[int]:
+    if not isinstance(value, list):
+        raise TypeError(value)
+    return [_whole(1)(v) for v in value]
+
+
+def _optional(check):
+    return lambda value: None if value is None else check(value)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(value)
+    return value
+
+
+def _probability(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(value)
+    return float(value)
+
+
+# What a resumed run accepts for each setting its checkpoint records (a damaged one is refused).
+_SETTING_RULES = {"dataset": _one_of("bundled", "mnist", "fashion-mnist"), "hidden": _widths,
+                  "activation": _text, "output": _text, "loss": _text, "init": _text, "dropout": _probability,
+                  "batch_size": _whole(1), "seed": _whole(0), "dtype": _one_of("float32", "float64"),
+                  "schedule": _one_of("constant", "cosine"), "val_split": _probability,
+                  "patience": _optional(_whole(1)), "eval_test_every_epoch": _flag,
+                  "save": _text, "metrics": _text, "save_best": _text}
+
+
+def _load_resume(path: Path, backend: Any):
+    """The checkpoint to resume from; a missing file gets a message saying why that happens."""
+    from ..checkpoint import load_checkpoint
+
+    if not path.exists() and not path.is_symlink():
+        raise DataError(f"checkpoint {path} not found: a run writes its first checkpoint at the end of its "
+                        "first epoch, so a run stopped before that left nothing to resume; start it again "
+                        "without --resume (or check the path)")
+    return load_checkpoint(path, device=backend)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ..backend import get_backend
-    from ..checkpoint import load_checkpoint, save_trained_model
+
+    if args.tf32:
+        os.environ["CUPY_TF32"] = "1"
+    if not args.distributed:
+        return _train(args, get_backend(args.device), None)  # an unknown device or missing GPU fails here, first
+    from ..distributed import device_for_rank, init
+    from ..distributed.faults import fail_fast
+    from ..distributed.launch import check_environment, local_rank_from_env
+
+    check_environment()  # mpi4py installed, started by mpiexec: else one line, exit 2
+    backend = get_backend(device_for_rank(args.device, local_rank_from_env()))
+    dist = init(backend, timeout=args.distributed_timeout)
+    with fail_fast(dist.comm):  # an error on one rank stops them all, with one line
+        return _train(args, backend, dist)
+
+
+def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
+    """The run on ``backend``; ``dist`` (a DataParallel) for one rank of a distributed run, or None."""
+    from ..checkpoint import check_settings, save_trained_model
     from ..data import image_inputs
     from ..network import Network
     from ..optim import get_optimizer
     from ..threads import choose_threads
     from ..train import evaluate, fit
 
-    if args.tf32:
-        os.environ["CUPY_TF32"] = "1"
-    backend = get_backend(args.device)  # an unknown device or missing GPU fails here, first
+    root = dist is None or dist.is_root  # the one process that prints and writes files
     checkpoint = None
     if args.resume is not None:
-        checkpoint = load_checkpoint(args.resume, device=backend)
-        for key in _RUN_SETTINGS:
-            if key in checkpoint.settings:
-                setattr(args, key, checkpoint.settings[key])
-        for key in _RUN_FILES:
-            if getattr(args, key) is None and checkpoint.settings.get(key):
-                setattr(args, key, Path(checkpoint.settings[key]))
+        checkpoint = _load_resume(args.resume, backend)
+        for key, value in check_settings(checkpoint, args.resume, _SETTING_RULES).items():
+            if key in _RUN_FILES:  # files the run wrote: kept unless this command names others
+                if getattr(args, key) is None:
+                    setattr(args, key, Path(value))
+            else:
+                setattr(args, key, value)
         net, optimizer, history = checkpoint.net, checkpoint.optimizer, checkpoint.history
         if checkpoint.epoch >= args.epochs:
             raise ConfigError(f"{args.resume} has already done {checkpoint.epoch} epochs: "
@@ -130,7 +219,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                           "of the training data held out)")
     save_path, ckpt_path = _output_paths(args)
 
+    if dist is not None and args.download and not root:
+        dist.comm.allreduce_host([0.0])  # wait while rank 0 downloads
     data = load_data(args)
+    if dist is not None and args.download and root:
+        dist.comm.allreduce_host([0.0])
     x_train, x_test = image_inputs(data.train_images), image_inputs(data.test_images)
     if checkpoint is None:
         sizes = [x_train.shape[1], *args.hidden, data.num_classes]
@@ -143,7 +236,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif args.lr is not None:
         optimizer.lr = optimizer.initial_lr = args.lr
     threads = args.threads
-    if threads is None and backend.name != "cupy":
+    if threads is None and backend.name != "cupy" and dist is None:
         threads = choose_threads(args.batch_size, net.sizes)
 
     settings = {key: getattr(args, key) for key in _RUN_SETTINGS}
@@ -153,13 +246,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     callbacks: list[Any] = []
     if args.eval_test_every_epoch:
         callbacks.append(_EvaluateTest(x_test, data.test_labels))
-    if ckpt_path is not None:
-        callbacks.append(_SaveCheckpoint(ckpt_path, settings))
-        args.resume_hint = f"nnxp train --resume {ckpt_path} --epochs {args.epochs}" + (
-            f" --metrics {args.metrics}" if args.metrics is not None else "")
-    if args.metrics is not None:
+    # The last good checkpoint: the one resumed from, until this run writes its own.
+    good = args.resume
+    if good is not None:
+        args.resume_hint = _resume_command(good, args)
+    saver = None
+    if ckpt_path is not None and root:
+        saver = _SaveCheckpoint(ckpt_path, settings, args)
+        callbacks.append(saver)
+    if args.metrics is not None and root:
         callbacks.append(_WriteMetrics(args.metrics))
-    if args.save_best is not None:
+    if args.save_best is not None and root:
         from ..callbacks import SaveBest
 
         callbacks.append(SaveBest(args.save_best, metadata={"training": {"settings": settings}}))
@@ -171,9 +268,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         stopper.prime(history)
         callbacks.append(stopper)
 
-    verbose = not args.quiet
+    verbose = not args.quiet and root
     if verbose:
-        print(_describe_run(data, net, optimizer, args, threads))
+        ranks = f" | {dist.size} ranks ({dist.comm.name})" if dist is not None else ""
+        print(_describe_run(data, net, optimizer, args, threads) + ranks)
         if checkpoint is not None:
             print(f"resumed {args.resume} at epoch {checkpoint.epoch} (of {args.epochs})")
     try:
@@ -181,46 +279,62 @@ def cmd_train(args: argparse.Namespace) -> int:
                       optimizer=optimizer, schedule=args.schedule, validation_split=args.val_split,
                       seed=args.seed, initial_epoch=len(history) if history else 0, history=history,
                       callbacks=callbacks, verbose=int(verbose), progress=verbose and sys.stderr.isatty(),
-                      threads=threads)
+                      threads=threads, distributed=dist)
     except DivergenceError as exc:
-        kept = f"; the last good checkpoint is {ckpt_path}" if ckpt_path is not None and ckpt_path.exists() else ""
+        good = ckpt_path if saver is not None and saver.written else good
+        kept = (f"; the last good checkpoint is {good}" if good is not None
+                else "; no checkpoint was written (it diverged in the first epoch)")
         raise DivergenceError(f"{exc}{kept}") from None
-    if stopper is not None and stopper.stopped_epoch:
+    if stopper is not None and stopper.stopped_epoch and root:
         restored = (f"; the weights of epoch {stopper.best_epoch} (lowest validation loss) are kept"
                     if stopper.restored else
                     f"; the best epoch, {stopper.best_epoch}, came before --resume: the last weights are "
                     "kept (--save-best keeps the best)")
         print(f"stopped early after epoch {stopper.stopped_epoch}: no better validation loss for "
               f"{args.patience} epochs{restored}")
-    if save_path is not None:
+    if save_path is not None and root:
         save_trained_model(save_path, net, history, settings)
     scores = evaluate(net, x_test, data.test_labels)  # the test split, once
     where = f"; model saved to {save_path}" if save_path is not None else ""
     weights = (f" (the weights of epoch {stopper.best_epoch})"
                if stopper is not None and stopper.restored else "")
-    print(f"test accuracy {100 * scores['accuracy']:.2f}% (loss {scores['loss']:.4f}) after "
-          f"{int(history.last['epoch'])} epochs{weights}{where}")
+    if root:
+        print(f"test accuracy {100 * scores['accuracy']:.2f}% (loss {scores['loss']:.4f}) after "
+              f"{int(history.last['epoch'])} epochs{weights}{where}")
     return 0
 
 
+def _resume_command(checkpoint: Path, args: argparse.Namespace) -> str:
+    metrics = f" --metrics {args.metrics}" if args.metrics is not None else ""
+    return f"nnxp train --resume {checkpoint} --epochs {args.epochs}{metrics}"
+
+
+def _load_resume(path: Path, backend: Any):
+    """The checkpoint to resume from; a missing file gets a message saying why that happens."""
+    from ..checkpoint import load_checkpoint
+
+    if not path.exists() and not path.is_symlink():
+        raise DataError(f"checkpoint {path} not found: a run writes its first checkpoint at the end of its "
+                        "first epoch, so a run stopped before that left nothing to resume; start it again "
+                        "without --resume (or check the path)")
+    return load_checkpoint(path, device=backend)
+
+
 def _output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
-    """(model path, checkpoint path), both checked writable and distinct from the other files."""
+    """(model path, checkpoint path): checked writable, none of them an input or another output
+    (the checkpoint being resumed may be rewritten in place: the default)."""
     if args.no_save:
         save_path = ckpt_path = None
     else:
         save_path = args.save or Path(f"nnxp-{args.dataset}.safetensors")
         ckpt_path = args.checkpoint or args.resume or save_path.with_name(
             f"{save_path.stem}.ckpt{save_path.suffix or '.safetensors'}")
-    named = {"--save": save_path, "--checkpoint": ckpt_path, "--metrics": args.metrics,
-             "--save-best": args.save_best}
-    seen: dict[Path, str] = {}
-    for flag, path in named.items():
-        if path is None:
-            continue
+    same_as_resume = ckpt_path is not None and args.resume is not None and ckpt_path == args.resume
+    outputs = {"--save": save_path, "--checkpoint": None if same_as_resume else ckpt_path,
+               "--metrics": args.metrics, "--save-best": args.save_best}
+    check_distinct(outputs, {"--resume": args.resume})
+    for path in (save_path, ckpt_path, args.metrics, args.save_best):
         check_writable(path)
-        if path.resolve() in seen:
-            raise ConfigError(f"{seen[path.resolve()]} and {flag} are both {path}: give them different paths")
-        seen[path.resolve()] = flag
     return save_path, ckpt_path
 
 
@@ -237,13 +351,18 @@ class _EvaluateTest:
 
 
 class _SaveCheckpoint:
-    def __init__(self, path: Path, settings: dict[str, Any]):
-        self.path, self.settings = path, settings
+    """Writes the checkpoint after every good epoch (fit checks for divergence first)."""
+
+    def __init__(self, path: Path, settings: dict[str, Any], args: argparse.Namespace):
+        self.path, self.settings, self.args = path, settings, args
+        self.written = False
 
     def on_epoch_end(self, net, optimizer, record, history) -> None:
         from ..checkpoint import save_checkpoint
 
         save_checkpoint(self.path, net, optimizer, history, self.settings)
+        self.written = True
+        self.args.resume_hint = _resume_command(self.path, self.args)
 
 
 class _WriteMetrics:
