@@ -267,10 +267,13 @@ def test_interrupted_run_names_the_full_resume_command(capsys, tmp_path, monkeyp
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(nnxp.train, "fit", interrupted)
     ck, metrics = tmp_path / "ck.safetensors", tmp_path / "m.jsonl"
-    code, _, err = run_cli(capsys, "train", "--device", "cpu", "--epochs", "4", "--checkpoint", ck,
-                           "--metrics", metrics, "--save", tmp_path / "x.safetensors")
+    code, _, _ = run_cli(capsys, "train", "--device", "cpu", "--epochs", "1", "--hidden", "8", "--checkpoint", ck,
+                         "--metrics", metrics, "--save", tmp_path / "x.safetensors", "--quiet")
+    assert code == 0
+    monkeypatch.setattr(nnxp.train, "fit", interrupted)
+    # Interrupted while resuming: the hint keeps the --metrics file the checkpoint remembers.
+    code, _, err = run_cli(capsys, "train", "--device", "cpu", "--epochs", "4", "--resume", ck)
     assert code == 130
     assert err.strip().endswith(f"resume with: nnxp train --resume {ck} --epochs 4 --metrics {metrics}")
 
