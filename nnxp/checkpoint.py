@@ -83,7 +83,7 @@ def load_checkpoint(path: str | os.PathLike, device: Any = "auto") -> Checkpoint
     arrays, metadata = read_arrays(path)
     if "optimizer" not in metadata or "training" not in metadata:
         raise DataError(f"{path} is a model file, not a training checkpoint: "
-                        "resume from the file --save wrote during training")
+                        "resume from the --checkpoint file nnxp train rewrites after every epoch")
 
     def damaged(why: str) -> DataError:
         return DataError(f"{path}: damaged checkpoint ({why}); start a new run without --resume")

@@ -35,7 +35,8 @@ def small_data(monkeypatch):
 @pytest.fixture
 def checkpoint(tmp_path, small_data):
     ck = tmp_path / "ck.safetensors"
-    assert main(["train", "--device", "cpu", "--epochs", "1", "--hidden", "8", "--save", str(ck), "--quiet"]) == 0
+    assert main(["train", "--device", "cpu", "--epochs", "1", "--hidden", "8", "--checkpoint", str(ck),
+                 "--save", str(tmp_path / "model.safetensors"), "--quiet"]) == 0
     return ck
 
 

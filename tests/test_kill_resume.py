@@ -86,7 +86,7 @@ def test_kill_at_random_moments_then_resume_is_bit_identical(tmp_path):
 
     full = tmp_path / "full" / "ck.safetensors"
     full.parent.mkdir()
-    reference = _start(*SETTINGS, "--save", full, "--quiet")
+    reference = _start(*SETTINGS, "--checkpoint", full, "--save", full.parent / "model.safetensors", "--quiet")
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
     reference.stdout.close(), reference.stderr.close()
 
@@ -96,7 +96,7 @@ def test_kill_at_random_moments_then_resume_is_bit_identical(tmp_path):
     kills = {"first epoch": 0, "checkpoint write": 0, "random": 0}
 
     # 1. During the first epoch: no checkpoint yet, and --resume says why.
-    proc = _start(*SETTINGS, "--save", ck)
+    proc = _start(*SETTINGS, "--checkpoint", ck, "--save", run / "model.safetensors")
     assert _wait_for(lambda: proc.stdout.readline().startswith("nnxp "), proc), note  # training starts
     time.sleep(rng.uniform(0.0, 0.05))
     if not ck.exists():
@@ -110,7 +110,8 @@ def test_kill_at_random_moments_then_resume_is_bit_identical(tmp_path):
         kills["random"] += 1
 
     def start_or_resume(delay=0.0):
-        return _start(*(["--resume", ck] if ck.exists() else []), *SETTINGS, "--save", ck, "--quiet", delay=delay)
+        return _start(*(["--resume", ck] if ck.exists() else []), *SETTINGS, "--checkpoint", ck,
+                      "--save", run / "model.safetensors", "--quiet", delay=delay)
 
     # 2. Inside a checkpoint write: kill once its temporary file exists (fsync slowed to 0.5 s).
     proc = start_or_resume(delay=0.5)
