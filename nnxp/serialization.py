@@ -25,7 +25,7 @@ import safetensors.numpy
 
 from .backend import to_numpy
 from ._files import atomic_write_bytes
-from .errors import DataError
+from .errors import DataError, NnxpError
 from .layers import LAYERS
 from .validation import file_path
 

@@ -26,7 +26,7 @@ def add_commands(commands: Any) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..onnx import OPSET, export_onnx
-    from ..serialization import load
+    from ..network import load
 
     if args.output.suffix.lower() != ".onnx":
         raise ConfigError(f"{args.output}: the output file name must end in .onnx")
