@@ -12,8 +12,9 @@ The generic Array-API step launches one kernel per operator: ``z = x @ W.T``,
 The kernels are the same maths as :mod:`nnxp.activations` and
 :mod:`nnxp.optim`, written as CUDA C expressions; ``tests/test_ops.py``
 checks on a GPU that this path and the generic one give the same numbers,
-and ``tests/test_cupy_kernels.py`` compiles every kernel body with ``nvcc``
-where it is installed, so a typo cannot wait for a GPU to show up.
+and ``tests/test_cupy_kernels.py`` compiles every kernel with CuPy's code
+generator and NVRTC for sm_90 and sm_80 (no GPU needed), so a typo cannot
+wait for a GPU to show up.
 
 Not yet run on a GPU (no GPU was available where it was written): it is
 opt-in, with ``NNXP_CUPY_FUSED=1``; CuPy otherwise runs the generic path.
@@ -75,7 +76,7 @@ _UPDATES = {
         "p = p - (T)step * m / (sqrt(v) * (T)inv_sqrt_bc2 + (T)eps)"),
 }
 
-#: Every kernel by name, for the nvcc syntax test.
+#: Every kernel by name (tests/test_cupy_kernels.py compiles each one).
 KERNELS: dict[str, KernelSpec] = {
     **{f"nnxp_forward_{k}": v for k, v in _FORWARD.items()},
     **{f"nnxp_backward_{k}": v for k, v in _BACKWARD.items()},
