@@ -89,9 +89,7 @@ def fused_enabled() -> bool:
 
 
 @lru_cache(maxsize=None)
-def _kernel(name: str) -> Any:
-    import cupy
-
+def _kernel(cupy: Any, name: str) -> Any:
     spec = KERNELS[name]
     return cupy.ElementwiseKernel(spec.in_params, spec.out_params, spec.operation, name)
 
@@ -101,8 +99,10 @@ class CuPyOps(BufferedOps):
 
     name = "cupy"
 
-    def __init__(self) -> None:
-        import cupy
+    def __init__(self, cupy: Any = None) -> None:
+        """``cupy``: the module running the kernels (CuPy; the CPU EMULATION in tests)."""
+        if cupy is None:
+            import cupy
 
         super().__init__()
         self._cp = cupy
@@ -125,7 +125,7 @@ class CuPyOps(BufferedOps):
             return super().linear_activate(x, w, b, act, key)
         z = self._gemm(x, w.T, key)
         args = (b, act.alpha) if act.name == "leaky_relu" else (b,)
-        _kernel(spec_name)(*args, z)
+        _kernel(self._cp, spec_name)(*args, z)
         return z
 
     def activation_backward(self, act: Activation, a, g):
@@ -135,7 +135,7 @@ class CuPyOps(BufferedOps):
         if spec_name not in KERNELS:
             return act.backward(a, g)
         args = (a, act.alpha) if act.name == "leaky_relu" else (a,)
-        _kernel(spec_name)(*args, g)
+        _kernel(self._cp, spec_name)(*args, g)
         return g
 
     def weight_grad(self, delta, a_prev, key):
@@ -156,14 +156,14 @@ class CuPyOps(BufferedOps):
         """A fused per-parameter update for ``optimizer``, or None to use its own."""
         name = optimizer.name
         if name == "sgd" and not optimizer.momentum:
-            kernel = _kernel("nnxp_update_sgd")
+            kernel = _kernel(self._cp, "nnxp_update_sgd")
             return lambda p, g, state: kernel(g, optimizer.lr, optimizer.weight_decay, p)
         if name == "sgd":
-            kernel = _kernel("nnxp_update_momentum")
+            kernel = _kernel(self._cp, "nnxp_update_momentum")
             return lambda p, g, state: kernel(g, optimizer.lr, optimizer.weight_decay, optimizer.momentum,
                                               optimizer.nesterov, p, state["velocity"])
         if name in ("adam", "adamw"):
-            kernel = _kernel("nnxp_update_adam")
+            kernel = _kernel(self._cp, "nnxp_update_adam")
 
             def adam(p, g, state):
                 wd = 0.0 if optimizer.decoupled else optimizer.weight_decay

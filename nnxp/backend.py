@@ -28,6 +28,9 @@ from .errors import BackendError, ConfigError
 
 __all__ = ["Backend", "get_backend", "backend_of", "cuda_available", "DTYPES"]
 
+#: The name of the CPU EMULATION of the CuPy backend (tests only: proves arithmetic, not speed).
+EMULATED_CUPY = "cupy-emulated"
+
 #: Floating-point dtypes a network may use, by name.
 DTYPES = ("float32", "float64")
 
@@ -98,7 +101,8 @@ class Backend:
                     return self.xp.astype(data, dtype)  # astype copies
                 return self.xp.asarray(data, copy=True) if copy else data
             data = to_numpy(data)
-        return self.xp.asarray(data, dtype=dtype, device=self.device, copy=True if copy else None)
+        out = self.xp.asarray(data, dtype=dtype, device=self.device, copy=True if copy else None)
+        return self._emulated_device(out)
 
     @property
     def index_dtype(self) -> Any:
@@ -106,7 +110,13 @@ class Backend:
         return index_dtype(self.xp, self.device)
 
     def zeros(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        return self.xp.zeros(shape, dtype=dtype, device=self.device)
+        return self._emulated_device(self.xp.zeros(shape, dtype=dtype, device=self.device))
+
+    def _emulated_device(self, x: Any) -> Any:
+        """``x`` as the CuPy EMULATION's device array on the ``cupy-emulated`` backend (else ``x``)."""
+        if self.name != EMULATED_CUPY or isinstance(x, _emulation().DeviceArray):
+            return x
+        return _emulation().to_device(x)
 
     def owns(self, x: Any) -> bool:
         """Whether ``x`` is an array of this namespace on this device."""
@@ -181,6 +191,8 @@ def backend_of(x: Any) -> Backend:
         raise BackendError(
             f"expected an array (NumPy, CuPy, PyTorch, array-api-strict), got {type(x).__name__}"
         ) from None
+    if type(x).__module__ == f"{__package__}._cupy_emulation":
+        return Backend(xp, "cpu", EMULATED_CUPY)  # a device array of the CuPy EMULATION
     return Backend(xp, array_api_compat.device(x), _library_name(xp))
 
 
@@ -259,6 +271,20 @@ def _backend_from_string(spec: str) -> Backend:
     raise ConfigError(
         f"unknown device {spec!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
     )
+
+
+def emulated_cupy_backend() -> Backend:
+    """EMULATION: NumPy arrays standing for GPU memory, run by nnxp's CuPy fast path (see nnxp._cupy_emulation)."""
+    import array_api_compat.numpy as xp_numpy
+
+    _emulation().compiler()  # EmulationUnavailable (with the reason) when there is no C++ compiler
+    return Backend(xp_numpy, "cpu", EMULATED_CUPY)
+
+
+def _emulation() -> Any:
+    from . import _cupy_emulation
+
+    return _cupy_emulation
 
 
 def _numpy_backend() -> Backend:

@@ -26,7 +26,7 @@ from array_api_compat import array_namespace
 from ._blas import available as blas_available
 from ._blas import gemm_tn_into
 from .activations import Activation
-from .backend import Backend
+from .backend import EMULATED_CUPY, Backend
 
 __all__ = ["ArrayAPIOps", "BufferedOps", "NumPyOps", "ops_for"]
 
@@ -292,4 +292,9 @@ def ops_for(backend: Backend, fast: bool = True, optimizer: Any = None) -> Array
 
         if fused_enabled():
             return CuPyOps()
+    if fast and backend.name == EMULATED_CUPY:  # the CuPy fast path on the CPU EMULATION of CuPy
+        from ._cupy_emulation import cupy as emulated_cupy
+        from ._cupy_ops import CuPyOps
+
+        return CuPyOps(emulated_cupy)
     return ArrayAPIOps()

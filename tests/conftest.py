@@ -9,6 +9,10 @@
 - ``torch``: PyTorch on the CPU through array-api-compat, when installed.
 - ``cupy``: CuPy on a CUDA GPU, when one is present (skipped otherwise,
   with the reason).
+- ``cupy-emulated``: EMULATION of CuPy on the CPU (nnxp._cupy_emulation):
+  NumPy buffers standing for GPU memory, run by nnxp's CuPy fast path with
+  its kernels compiled as C++ by the system compiler (skipped without one).
+  It proves the CuPy path's arithmetic and plumbing, not its speed.
 """
 
 from __future__ import annotations
@@ -17,12 +21,12 @@ import numpy as np
 import pytest
 
 import nnxp
-from nnxp.backend import _cupy_gpu_count
+from nnxp.backend import _cupy_gpu_count, emulated_cupy_backend
 
 # The lowest standard version nnxp relies on (Python scalars in where/maximum).
 STRICT_API_VERSION = "2024.12"
 
-BACKEND_NAMES = ["numpy", "strict", "strict-nof64", "torch", "cupy"]
+BACKEND_NAMES = ["numpy", "strict", "strict-nof64", "torch", "cupy", "cupy-emulated"]
 
 
 def make_backend(name: str) -> nnxp.Backend:
@@ -42,6 +46,13 @@ def make_backend(name: str) -> nnxp.Backend:
         if count == 0:
             pytest.skip(f"CuPy backend: {reason}")
         return nnxp.get_backend("cuda")
+    if name == "cupy-emulated":
+        from nnxp._cupy_emulation import EmulationUnavailable
+
+        try:
+            return emulated_cupy_backend()
+        except EmulationUnavailable as exc:
+            pytest.skip(f"CuPy EMULATION: {exc}")
     raise ValueError(name)
 
 

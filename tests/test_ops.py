@@ -12,7 +12,7 @@ from nnxp.ops import ArrayAPIOps, ops_for
 from conftest import RTOL, assert_on, host, make_backend
 
 
-@pytest.fixture(params=["numpy", "cupy"])
+@pytest.fixture(params=["numpy", "cupy", "cupy-emulated"])
 def backend(request):
     """The backends that have a fast path (the others always run the generic one)."""
     return make_backend(request.param)
