@@ -88,6 +88,13 @@ class Counters:
 
 COUNTERS = Counters()
 
+#: Every ElementwiseKernel call seen, as (name, argument descriptions): an array is
+#: ("array", dtype, ndim, c_contiguous) after CuPy's broadcasting and dimension
+#: reduction (all contiguous operands of one shape become 1-D; otherwise the broadcast
+#: dimensions stay), a scalar ("scalar", dtype) after the cast to its parameter's type.
+#: tests/test_cupy_kernels.py compiles kernels for exactly these descriptions.
+SIGNATURES: set[tuple[str, tuple]] = set()
+
 
 # -- device arrays ------------------------------------------------------------------
 
@@ -133,15 +140,15 @@ class DeviceArray(np.ndarray):
         if out is not None:
             return out[0] if len(out) == 1 else out
         if isinstance(result, tuple):
-            return tuple(_device(r, True) for r in result)
-        return _device(result, True) if isinstance(result, np.ndarray) else result
+            return tuple(_device(_zero_d(r), True) for r in result)
+        return _device(_zero_d(result), True)
 
     def __array_function__(self, func, types, args, kwargs):
         flat = list(args) + list(kwargs.values())
         _note_untracked(flat)
         plain_args = [_plain_tree(a) for a in args]
         plain_kwargs = {k: _plain_tree(v) for k, v in kwargs.items()}
-        result = func(*plain_args, **plain_kwargs)
+        result = _zero_d(func(*plain_args, **plain_kwargs))
         inputs = [_plain(a) for a in _leaves(flat)]
         new = isinstance(result, np.ndarray) and _owns_data(result, inputs)
         if new or not isinstance(result, np.ndarray):
@@ -152,6 +159,8 @@ class DeviceArray(np.ndarray):
 
     def __getitem__(self, key):
         result = super().__getitem__(key)
+        if isinstance(result, np.generic):  # CuPy gives a 0-d device array (a view), not a host scalar
+            return super().__getitem__((key if isinstance(key, tuple) else (key,)) + (Ellipsis,))
         if isinstance(result, np.ndarray) and not np.may_share_memory(result, self):
             COUNTERS.launch("numpy.gather")  # fancy indexing: a gather kernel and a new array
             COUNTERS.allocations += 1
@@ -192,6 +201,11 @@ class DeviceArray(np.ndarray):
         return np.array(self.view(np.ndarray))
 
 
+def _zero_d(x: Any) -> Any:
+    """A NumPy scalar result as a 0-d array (CuPy returns 0-d device arrays, never host scalars)."""
+    return np.asarray(x) if isinstance(x, np.generic) else x
+
+
 def _leaves(values):
     for v in values:
         if isinstance(v, (list, tuple)):
@@ -207,9 +221,9 @@ def _plain_tree(v):
 
 
 def to_device(x: Any) -> DeviceArray:
-    """A host array as a device array (the same memory; counted as one allocation)."""
+    """A copy of host data as a device array (a transfer: counted as one allocation)."""
     COUNTERS.allocations += 1
-    return np.asarray(x).view(DeviceArray)
+    return np.array(x, copy=True).view(DeviceArray)
 
 
 # -- the C++ compiler -----------------------------------------------------------------
@@ -270,7 +284,8 @@ def _compile(source: str) -> ctypes.CDLL:
             with open(src, "w") as f:
                 f.write(source)
             tmp = f"{path}.{os.getpid()}.tmp"
-            done = subprocess.run([cxx, *flags, src, "-o", tmp], capture_output=True, text=True)
+            done = subprocess.run([cxx, *flags, src, "-o", tmp], capture_output=True, text=True,
+                                  env={**os.environ, "LC_ALL": "C"})
             os.unlink(src)
             if done.returncode != 0:
                 raise CompileException(done.stderr, source)
@@ -331,6 +346,7 @@ class ElementwiseKernel:
         self.nin, self.nout = len(self.in_params), len(self.out_params)
         self.operation, self.name, self.preamble = operation, name, preamble
         self.no_return, self.return_tuple = no_return, return_tuple
+        self._compiled: dict[tuple, Any] = {}
 
     def __call__(self, *args: Any, size: int | None = None, block_size: int = 128, stream: Any = None) -> Any:
         if len(args) not in (self.nin, self.nin + self.nout):
@@ -379,6 +395,7 @@ class ElementwiseKernel:
             else:
                 values.append(np.asarray(a).astype(dtype_of(p)))  # CScalar.apply_dtype
         COUNTERS.launch(self.name)
+        SIGNATURES.add((self.name, _describe(values, [isinstance(a, DeviceArray) for a in ins + outs], shape)))
         if int(np.prod(shape)) > 0:
             self._run(shape, values, [dtype_of(p) for p in self.params], [isinstance(a, DeviceArray) for a in ins + outs])
         if self.no_return:
@@ -415,10 +432,14 @@ extern "C" void {fn}(char** data, const long long* strides, const long long* sha
 """)
 
     def _run(self, shape, values, dtypes, is_array) -> None:
-        types = {p.ctype: d for p, d in zip(self.params, dtypes) if p.placeholder}
         ndim = len(shape)
-        lib = _compile(self._source(ndim, dtypes, is_array, types))
-        fn = getattr(lib, f"nnxp_emulated_{self.name}")
+        key = (ndim, tuple(dtypes), tuple(is_array))
+        fn = self._compiled.get(key)
+        if fn is None:
+            types = {p.ctype: d for p, d in zip(self.params, dtypes) if p.placeholder}
+            fn = getattr(_compile(self._source(ndim, dtypes, is_array, types)), f"nnxp_emulated_{self.name}")
+            fn.restype = None
+            self._compiled[key] = fn
         n = len(values)
         data = (ctypes.c_void_p * n)(*[v.ctypes.data for v in values])
         width = max(ndim, 1)
@@ -427,9 +448,16 @@ extern "C" void {fn}(char** data, const long long* strides, const long long* sha
             if arr and ndim:
                 strides[k, :] = v.strides
         shp = np.array(shape or (1,), dtype=np.int64)
-        fn.restype = None
         fn(data, strides.ctypes.data_as(ctypes.c_void_p), shp.ctypes.data_as(ctypes.c_void_p),
            ctypes.c_longlong(int(np.prod(shape))))
+
+
+def _describe(values: list[np.ndarray], is_array: list[bool], shape: tuple[int, ...]) -> tuple:
+    arrays = [v for v, arr in zip(values, is_array) if arr]
+    reduced = len(shape) > 1 and all(v.flags.c_contiguous for v in arrays)
+    return tuple(
+        ("array", v.dtype.name, 1 if reduced else len(shape), True if reduced else bool(v.flags.c_contiguous))
+        if arr else ("scalar", v.dtype.name) for v, arr in zip(values, is_array))
 
 
 # -- RawKernel ---------------------------------------------------------------------------
@@ -444,6 +472,7 @@ class RawKernel:
         if "__shared__" in code or "__syncthreads" in code or "__shfl" in code:
             raise NotImplementedError("EMULATION: shared memory, __syncthreads and warp shuffles are not emulated")
         self.code, self.name = code, name
+        self._fn = None
         signatures = {m.group(1): m.group(2) for m in _SIGNATURE.finditer(code)}
         if name not in signatures:
             raise ValueError(f"EMULATION: no extern \"C\" __global__ void {name}(...) in the source")
@@ -481,10 +510,10 @@ class RawKernel:
         pointers = (ctypes.c_void_p * len(holders))(*[
             ctypes.addressof(h) if isinstance(h, ctypes.c_void_p) else h.ctypes.data for h in holders])
         COUNTERS.launch(self.name)
-        lib = _compile(self._source())
-        fn = getattr(lib, f"nnxp_launch_{self.name}")
-        fn.restype = None
-        fn(pointers, *(ctypes.c_uint(v) for v in grid + block))
+        if self._fn is None:
+            self._fn = getattr(_compile(self._source()), f"nnxp_launch_{self.name}")
+            self._fn.restype = None
+        self._fn(pointers, *(ctypes.c_uint(v) for v in grid + block))
 
     def _source(self) -> str:
         call = ", ".join(

@@ -34,18 +34,28 @@ __all__ = ["CuPyOps", "fused_enabled", "KERNELS"]
 
 
 class KernelSpec(NamedTuple):
-    """An elementwise kernel as ``cupy.ElementwiseKernel`` takes it."""
+    """An elementwise kernel as ``cupy.ElementwiseKernel`` takes it.
+
+    ``scalars`` names the parameters nnxp passes Python floats for (the others
+    get arrays); the compile test describes the calls with it.
+    """
 
     in_params: str
     out_params: str
     operation: str
+    scalars: tuple[str, ...] = ()
 
+
+# Scalars are declared ``T`` (CuPy casts the Python float to the arrays' dtype), as
+# the generic path multiplies a float32 array by a Python float in float32: no kernel
+# computes in double precision on float32 data (tests/test_cupy_kernels.py reads the PTX).
 
 # Forward: a = f(z + b), in place on the GEMM output z; b broadcasts over rows.
+# ReLU is written so that NaN stays NaN (as maximum(z, 0) in the generic path).
 # The sigmoid takes e = exp(-|v|) so neither branch can overflow.
 _FORWARD = {
-    "relu": KernelSpec("T b", "T z", "T v = z + b; z = v > (T)0 ? v : (T)0"),
-    "leaky_relu": KernelSpec("T b, float64 alpha", "T z", "T v = z + b; z = v > (T)0 ? v : (T)(alpha * v)"),
+    "relu": KernelSpec("T b", "T z", "T v = z + b; z = v < (T)0 ? (T)0 : v"),
+    "leaky_relu": KernelSpec("T b, T alpha", "T z", "T v = z + b; z = v > (T)0 ? v : alpha * v", ("alpha",)),
     "sigmoid": KernelSpec("T b", "T z",
                           "T v = z + b; T e = exp(-fabs(v)); z = v >= (T)0 ? (T)1 / ((T)1 + e) : e / ((T)1 + e)"),
     "tanh": KernelSpec("T b", "T z", "z = tanh(z + b)"),
@@ -55,25 +65,26 @@ _FORWARD = {
 # Backward: g <- g * f'(z), with f' written from the output a (see nnxp.activations).
 _BACKWARD = {
     "relu": KernelSpec("T a", "T g", "g = a > (T)0 ? g : (T)0"),
-    "leaky_relu": KernelSpec("T a, float64 alpha", "T g", "g = a > (T)0 ? g : (T)(alpha * g)"),
+    "leaky_relu": KernelSpec("T a, T alpha", "T g", "g = a > (T)0 ? g : alpha * g", ("alpha",)),
     "sigmoid": KernelSpec("T a", "T g", "g = g * a * ((T)1 - a)"),
     "tanh": KernelSpec("T a", "T g", "g = g * ((T)1 - a * a)"),
 }
 
-# Optimizers (nnxp.optim's formulas; wd is L2 added to g, decay the AdamW factor).
+# Optimizers (nnxp.optim's formulas; wd is L2 added to g, decay the AdamW factor;
+# c1 = 1 - b1 and c2 = 1 - b2 are computed on the host).
 _UPDATES = {
-    "sgd": KernelSpec("T g, float64 lr, float64 wd", "T p",
-                      "T grad = g + (T)wd * p; p = p - (T)lr * grad"),
+    "sgd": KernelSpec("T g, T lr, T wd", "T p",
+                      "T grad = g + wd * p; p = p - lr * grad", ("lr", "wd")),
     "momentum": KernelSpec(
-        "T g, float64 lr, float64 wd, float64 mu, bool nesterov", "T p, T v",
-        "T grad = g + (T)wd * p; v = (T)mu * v + grad; "
-        "p = p - (T)lr * (nesterov ? grad + (T)mu * v : v)"),
+        "T g, T lr, T wd, T mu, bool nesterov", "T p, T v",
+        "T grad = g + wd * p; v = mu * v + grad; "
+        "p = p - lr * (nesterov ? grad + mu * v : v)", ("lr", "wd", "mu", "nesterov")),
     "adam": KernelSpec(
-        "T g, float64 step, float64 b1, float64 b2, float64 eps, float64 inv_sqrt_bc2, "
-        "float64 wd, float64 decay", "T p, T m, T v",
-        "p = p * (T)decay; T grad = g + (T)wd * p; "
-        "m = (T)b1 * m + (T)(1.0 - b1) * grad; v = (T)b2 * v + (T)(1.0 - b2) * grad * grad; "
-        "p = p - (T)step * m / (sqrt(v) * (T)inv_sqrt_bc2 + (T)eps)"),
+        "T g, T step, T b1, T c1, T b2, T c2, T eps, T inv_sqrt_bc2, T wd, T decay", "T p, T m, T v",
+        "p = p * decay; T grad = g + wd * p; "
+        "m = b1 * m + c1 * grad; v = b2 * v + c2 * (grad * grad); "
+        "p = p - step * m / (sqrt(v) * inv_sqrt_bc2 + eps)",
+        ("step", "b1", "c1", "b2", "c2", "eps", "inv_sqrt_bc2", "wd", "decay")),
 }
 
 #: Every kernel by name (tests/test_cupy_kernels.py compiles each one).
@@ -168,8 +179,9 @@ class CuPyOps(BufferedOps):
             def adam(p, g, state):
                 wd = 0.0 if optimizer.decoupled else optimizer.weight_decay
                 decay = 1.0 - optimizer.lr * optimizer.weight_decay if optimizer.decoupled else 1.0
-                kernel(g, optimizer._step_size, optimizer.beta1, optimizer.beta2, optimizer.eps,
-                       optimizer._inv_sqrt_bc2, wd, decay, p, state["m"], state["v"])
+                kernel(g, optimizer._step_size, optimizer.beta1, 1.0 - optimizer.beta1, optimizer.beta2,
+                       1.0 - optimizer.beta2, optimizer.eps, optimizer._inv_sqrt_bc2, wd, decay,
+                       p, state["m"], state["v"])
 
             return adam
         return None

@@ -95,6 +95,18 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.line(f"{count:5d}  {reason}")
 
 
+# Optimizers the fast paths are compared on (each fused update against the generic one).
+OPTIMIZERS = {  # name: factory
+    "sgd": lambda: nnxp.SGD(lr=0.05),
+    "sgd-wd": lambda: nnxp.SGD(lr=0.05, weight_decay=0.01),
+    "momentum": lambda: nnxp.SGD(lr=0.05, momentum=0.9),
+    "nesterov-wd": lambda: nnxp.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "adam": lambda: nnxp.Adam(lr=0.01),
+    "adam-wd": lambda: nnxp.Adam(lr=0.01, weight_decay=0.01),
+    "adamw": lambda: nnxp.AdamW(lr=0.01, weight_decay=0.1),
+}
+
+
 # Tolerances for comparing with float64 references.
 RTOL = {"float64": 1e-9, "float32": 2e-5}
 

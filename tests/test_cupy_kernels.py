@@ -45,23 +45,39 @@ def _cupy_compiler():
     return cupy, _kernel, core, compiler
 
 
-def _arginfos(cupy, _kernel, spec: KernelSpec, dtype, name: str):
-    """CuPy's argument descriptions for the call nnxp makes (after CuPy's broadcasting and dim reduction)."""
+def describe_call(name: str, spec: KernelSpec, dtype: str) -> tuple:
+    """How nnxp calls kernel ``name`` on ``dtype`` data, in the emulation's format (nnxp._cupy_emulation.SIGNATURES).
+
+    Forward kernels add a bias (out,) to z (B, out): b broadcasts, so CuPy keeps
+    2 dimensions (b not contiguous).  Every other call has operands of one
+    shape, all contiguous: CuPy reduces them to 1 dimension.  Scalars are cast
+    to their parameter's type.  tests/test_cupy_emulation.py checks that the
+    calls nnxp makes in training are exactly these.
+    """
+    forward = name.startswith("nnxp_forward_")
+    out = []
+    for param in (p.strip() for part in (spec.in_params, spec.out_params) for p in part.split(",")):
+        ptype, pname = param.split()
+        ptype = dtype if ptype == "T" else ptype
+        if pname in spec.scalars:
+            out.append(("scalar", ptype))
+        else:
+            out.append(("array", ptype, 2 if forward else 1, not (forward and pname == "b")))
+    return tuple(out)
+
+
+def _arginfos(cupy, _kernel, description: tuple):
+    """CuPy's _ArgInfo tuple (arrays, scalars, then the indexer) for a call description."""
     import numpy as np
 
-    ndarray, scalar, indexer = 1, 3, 2  # cupy/_core/_kernel.pxd: _ArgKind
-    params = [p.strip() for part in (spec.in_params, spec.out_params) for p in part.split(",")]
-    # Forward kernels add a bias (out,) to z (B, out): b broadcasts, so CuPy keeps 2 dims
-    # (b not contiguous).  Every other call has operands of one shape: reduced to 1 dim.
-    ndim = 2 if name.startswith("nnxp_forward_") else 1
-    infos = []
-    for param in params:
-        ptype, pname = param.split()
-        if ptype == "T":
-            contiguous = not (ndim == 2 and pname == "b")
+    ndarray, indexer, scalar = 1, 2, 3  # cupy/_core/_kernel.pxd: _ArgKind
+    infos, ndim = [], 0
+    for desc in description:
+        if desc[0] == "array":
+            _, dtype, ndim, contiguous = desc
             infos.append(_kernel._ArgInfo(ndarray, cupy.ndarray, np.dtype(dtype), ndim, contiguous, True))
         else:
-            infos.append(_kernel._ArgInfo(scalar, cupy._core._scalar.CScalar, np.dtype(ptype), 0, True, True))
+            infos.append(_kernel._ArgInfo(scalar, cupy._core._scalar.CScalar, np.dtype(desc[1]), 0, True, True))
     infos.append(_kernel._ArgInfo(indexer, cupy._core._carray.Indexer, None, ndim, True, True))
     return tuple(infos)
 
@@ -75,20 +91,20 @@ def cuda_source(name: str, dtype: str, spec: KernelSpec | None = None) -> str:
     kernel = cupy.ElementwiseKernel(spec.in_params, spec.out_params, spec.operation, name)
     type_map = _kernel._TypeMap((("T", np.dtype(dtype)),))
     code = _kernel._get_elementwise_kernel_code(
-        _arginfos(cupy, _kernel, spec, dtype, name), type_map, kernel.params, kernel.operation,
-        kernel.name, kernel.preamble)
+        _arginfos(cupy, _kernel, describe_call(name, spec, dtype)), type_map, kernel.params,
+        kernel.operation, kernel.name, kernel.preamble)
     headers = "".join(f"#include <{h}>\n" for h in core._cupy_header_list)
     return headers + code
 
 
-def nvrtc_compile(source: str, arch: str) -> bytes:
-    """NVRTC-compile ``source`` to a cubin for ``sm_<arch>`` with CuPy's options."""
+def nvrtc_compile(source: str, arch: str, ptx: bool = False) -> bytes:
+    """NVRTC-compile ``source`` to a cubin for ``sm_<arch>`` (or PTX for ``compute_<arch>``) with CuPy's options."""
     _, _, core, compiler = _cupy_compiler()
     options = core.assemble_cupy_compiler_options(()) + (
-        "-ftz=true", f"-arch=sm_{arch}", "--device-as-default-execution-space")
-    program = compiler._NVRTCProgram(source, "kern.cu", method="cubin")
-    cubin, _ = program.compile(options)
-    return cubin
+        "-ftz=true", f"-arch={'compute' if ptx else 'sm'}_{arch}", "--device-as-default-execution-space")
+    program = compiler._NVRTCProgram(source, "kern.cu", method="ptx" if ptx else "cubin")
+    binary, _ = program.compile(options)
+    return binary
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -102,6 +118,14 @@ def test_kernel_compiles_with_cupys_code_generator_and_nvrtc(name, dtype, arch):
     except compiler.CompileException as exc:
         pytest.fail(f"{name} ({dtype}, sm_{arch}) does not compile:\n{exc}\n{source}")
     assert cubin[:4] == b"\x7fELF" and name.encode() in cubin
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_float32_kernels_do_no_double_precision_arithmetic(name):
+    """A float32 kernel computing in double runs at 1/64 speed on consumer GPUs: its PTX has no f64 instruction."""
+    ptx = nvrtc_compile(cuda_source(name, "float32"), "90", ptx=True).decode()
+    f64 = [line.strip() for line in ptx.splitlines() if ".f64" in line]
+    assert not f64, f"{name} computes in double precision on float32 data:\n" + "\n".join(f64[:10])
 
 
 def test_a_broken_body_fails_to_compile():

@@ -9,7 +9,7 @@ import nnxp
 from nnxp.activations import ACTIVATIONS
 from nnxp.ops import ArrayAPIOps, ops_for
 
-from conftest import RTOL, assert_on, host, make_backend
+from conftest import OPTIMIZERS, RTOL, assert_on, host, make_backend
 
 
 @pytest.fixture(params=["numpy", "cupy", "cupy-emulated"])
@@ -56,15 +56,6 @@ def test_fast_take_rows_equals_generic(backend):
     np.testing.assert_array_equal(host(ops.take_rows(x, index, "k")), host(ArrayAPIOps().take_rows(x, index, "k")))
 
 
-OPTIMIZERS = {
-    "sgd": lambda: nnxp.SGD(lr=0.05),
-    "sgd-wd": lambda: nnxp.SGD(lr=0.05, weight_decay=0.01),
-    "momentum": lambda: nnxp.SGD(lr=0.05, momentum=0.9),
-    "nesterov-wd": lambda: nnxp.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
-    "adam": lambda: nnxp.Adam(lr=0.01),
-    "adam-wd": lambda: nnxp.Adam(lr=0.01, weight_decay=0.01),
-    "adamw": lambda: nnxp.AdamW(lr=0.01, weight_decay=0.1),
-}
 
 
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))

@@ -1,0 +1,244 @@
+"""nnxp's CuPy path, run on the CPU EMULATION of CuPy (nnxp._cupy_emulation), equals the generic path.
+
+EMULATION: the kernels' bodies are compiled as C++ by the system compiler and
+run over NumPy buffers with CuPy's call rules.  This proves the CuPy path's
+arithmetic and plumbing (which kernel gets which arguments, in which type), not
+its speed and not CUDA's own code generation (tests/test_cupy_kernels.py
+compiles the same kernels with CuPy's generator and NVRTC).
+
+- the emulation follows CuPy's rules and can fail (its own tests, first);
+- every fused kernel equals its generic formula on edge values (+-0, NaN,
+  +-inf, huge, tiny), float32 and float64;
+- ``fit`` through the real ``CuPyOps`` equals ``fit`` through the generic path
+  for every hidden activation x loss x dtype x optimizer, with a short last
+  batch;
+- injected mistakes (a wrong sign in a derivative, swapped Adam betas, a
+  float32 learning rate, ...) are caught by one of the checks above.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnxp
+from nnxp import _cupy_ops
+from nnxp.activations import ACTIVATIONS, get_activation
+
+from conftest import OPTIMIZERS, make_backend
+
+em = pytest.importorskip("nnxp._cupy_emulation")
+
+HIDDEN = sorted(name for name in ACTIVATIONS if name != "softmax")
+LOSSES = [("squared_error", "sigmoid"), ("cross_entropy", "softmax")]
+# Fused and generic agree to rounding: the same operations in the same order, bar
+# tanh/exp from the C library instead of NumPy's (1 ulp apart at most), which Adam's
+# division by sqrt(v) amplifies for the smallest gradients.  Relative to the largest update.
+UPDATE_RTOL = {"float64": 1e-10, "float32": 1e-3}
+EDGE_RTOL = {"float64": 1e-15, "float32": 1e-6}
+
+
+@pytest.fixture(scope="module")
+def emulated():
+    return make_backend("cupy-emulated")
+
+
+def dev(x, dtype=None):
+    return em.to_device(np.asarray(x, dtype=dtype))
+
+
+# -- the emulation follows CuPy's rules ---------------------------------------------
+
+
+def test_elementwise_kernel_follows_cupys_call_rules(emulated):
+    scale = em.cupy.ElementwiseKernel("T x, T s", "T y", "y = x * s", "nnxp_test_scale")
+    x32 = dev([3.0, 7.0], np.float32)
+    # A Python float for a T parameter is cast to T first (CuPy's CScalar.apply_dtype):
+    # float32(0.1) * x, not the double product rounded.
+    np.testing.assert_array_equal(scale(x32, 0.1), x32.view(np.ndarray) * np.float32(0.1))
+    assert scale(x32, 0.1).dtype == np.float32
+    with pytest.raises(TypeError, match="mismatched"):
+        scale(x32, 0.1, dev([0.0, 0.0], np.float64))           # T bound to float32, output float64
+    with pytest.raises(TypeError, match="Unsupported type"):
+        scale(np.ones(2, np.float32), 0.1)                       # a host array, as CuPy refuses it
+    with pytest.raises(ValueError, match="Out shape"):
+        scale(dev(np.ones((2, 2)), np.float32), 0.1, x32)        # an output smaller than the loop
+    with pytest.raises(TypeError, match="Wrong number"):
+        scale(x32)
+    add = em.cupy.ElementwiseKernel("T b", "T z", "z = z + b", "nnxp_test_bias")
+    z = dev(np.zeros((3, 2)), np.float64)
+    add(dev([1.0, 2.0]), z)                                      # b broadcasts over the rows
+    np.testing.assert_array_equal(z, [[1.0, 2.0]] * 3)
+    typed = em.cupy.ElementwiseKernel("float64 x", "T y", "y = x", "nnxp_test_typed")
+    with pytest.raises(TypeError, match="mismatched"):
+        typed(x32, dev([0.0, 0.0], np.float32))                  # a typed parameter needs that dtype
+
+
+def test_a_body_that_does_not_compile_raises(emulated):
+    broken = em.cupy.ElementwiseKernel("T a", "T g", "g = i < n ? g : (T)0", "nnxp_test_broken")
+    with pytest.raises(em.CompileException, match="'n' was not declared|identifier"):
+        broken(dev([1.0]), dev([1.0]))
+
+
+def test_raw_kernel_runs_every_thread_and_checks_scalar_types(emulated):
+    code = r'''
+    extern "C" __global__ void nnxp_test_axpy(const float* x, float* y, float a, long long n) {
+        long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+        if (i < n) y[i] += a * x[i];
+    }'''
+    kernel = em.cupy.RawKernel(code, "nnxp_test_axpy")
+    x, y = dev(np.arange(10), np.float32), dev(np.ones(10), np.float32)
+    kernel((3,), (4,), (x, y, np.float32(2.0), 10))
+    np.testing.assert_array_equal(y, 1.0 + 2.0 * np.arange(10))
+    with pytest.raises(TypeError, match="passed as float64 but the kernel declares float"):
+        kernel((3,), (4,), (x, y, 2.0, 10))  # a Python float is a double: misread on a GPU
+
+
+def test_launches_allocations_and_host_reads_are_counted(emulated):
+    em.COUNTERS.reset()
+    x = dev(np.ones((4, 3)), np.float64)
+    out = em.cupy.empty((4, 4), np.float64)
+    em.cupy.matmul(x, x.T, out=out)
+    y = x * 2.0
+    float(y[0, 0])
+    assert (em.COUNTERS.launches, em.COUNTERS.allocations, em.COUNTERS.host_reads) == (2, 3, 1)
+
+
+# -- fused kernels equal their generic formulas on edge values --------------------------
+
+EDGES = {
+    "float64": [0.0, -0.0, np.nan, np.inf, -np.inf, 1e300, -1e300, 5e-324, -5e-324, 1.5, -2.5, 40.0, -40.0],
+    "float32": [0.0, -0.0, np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-45, -1e-45, 1.5, -2.5, 40.0, -40.0],
+}
+
+
+def assert_same(actual, expected, what):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.dtype == expected.dtype, what
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected), err_msg=f"{what}: NaN positions")
+    np.testing.assert_allclose(actual, expected, rtol=EDGE_RTOL[actual.dtype.name], atol=0,
+                               err_msg=what)
+
+
+def edge_check(name: str, dtype: str, ops) -> None:
+    """Fused forward and backward of activation ``name`` against its generic formulas on edge values.
+
+    Every edge value of z meets every edge value of g; z = x [[1]]^T + [0] is an
+    exact one-column product, so the kernel sees the edge values themselves.
+    """
+    act = get_activation(name)
+    values = np.array(EDGES[dtype], dtype=dtype)
+    x = np.repeat(values, len(values))[:, None]
+    g = np.tile(values, len(values))[:, None]
+    one, zero = np.ones((1, 1), dtype), np.zeros(1, dtype)
+    with np.errstate(all="ignore"):
+        fused = ops.linear_activate(dev(x), dev(one), dev(zero), act, ("z", 0))
+        expected_a = act.forward(x @ one.T + zero)
+        assert_same(fused, expected_a, f"{name} forward")
+        assert_same(ops.activation_backward(act, dev(expected_a), dev(g)), act.backward(expected_a, g),
+                    f"{name} backward")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", HIDDEN)
+def test_fused_activation_equals_generic_on_edge_values(emulated, name, dtype):
+    edge_check(name, dtype, _cupy_ops.CuPyOps(em.cupy))
+
+
+# -- fit through the CuPy path equals fit through the generic path ---------------------
+
+
+def fit_updates(backend, hidden, loss, output, dtype, optimizer, fast):
+    """Weight changes after one epoch of 37 samples in batches of 16 (16, 16 and a short 5)."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(37, 8)), rng.integers(0, 3, 37)
+    net = nnxp.Network([8, 16, 3], hidden=hidden, output=output, loss=loss, seed=4, device=backend,
+                       dtype=dtype)
+    before = [w for pair in net.get_weights() for w in pair]
+    net.fit(x, y, epochs=2, batch_size=16, optimizer=OPTIMIZERS[optimizer](), verbose=0, fast=fast)
+    return [w - w0 for w, w0 in zip((w for pair in net.get_weights() for w in pair), before)]
+
+
+def fit_mismatch(backend, hidden, loss, output, dtype, optimizer) -> float:
+    """Largest difference between the CuPy path's and the generic path's updates, relative to the largest update."""
+    generic = fit_updates(backend, hidden, loss, output, dtype, optimizer, fast=False)
+    fused = fit_updates(backend, hidden, loss, output, dtype, optimizer, fast=True)
+    scale = max(float(np.max(np.abs(u))) for u in generic)
+    return max(float(np.max(np.abs(f - u))) for f, u in zip(fused, generic)) / scale
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss,output", LOSSES)
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_fit_through_cupy_path_equals_generic(emulated, hidden, loss, output, dtype, optimizer):
+    assert type(nnxp.ops.ops_for(emulated)) is _cupy_ops.CuPyOps
+    assert fit_mismatch(emulated, hidden, loss, output, dtype, optimizer) <= UPDATE_RTOL[dtype]
+
+
+# -- injected mistakes are caught ------------------------------------------------------
+
+ADAM = _cupy_ops.KERNELS["nnxp_update_adam"]
+SGD = _cupy_ops.KERNELS["nnxp_update_sgd"]
+# name: (kernel replaced, its wrong version, the check that must catch it)
+MISTAKES = {
+    "tanh derivative sign": ("nnxp_backward_tanh", _cupy_ops.KERNELS["nnxp_backward_tanh"]._replace(
+        operation="g = g * ((T)1 + a * a)"), ("fit", "tanh", "float64", "sgd")),
+    "sigmoid derivative sign": ("nnxp_backward_sigmoid", _cupy_ops.KERNELS["nnxp_backward_sigmoid"]._replace(
+        operation="g = g * a * (a - (T)1)"), ("fit", "sigmoid", "float32", "adam")),
+    "leaky ReLU slope 1 below 0": ("nnxp_backward_leaky_relu", _cupy_ops.KERNELS[
+        "nnxp_backward_leaky_relu"]._replace(operation="g = a > (T)0 ? g : g"), ("fit", "leaky_relu", "float32", "sgd")),
+    "Adam betas swapped": ("nnxp_update_adam", ADAM._replace(operation=ADAM.operation.replace(
+        "b1 * m + c1", "b2 * m + c2").replace("b2 * v + c2", "b1 * v + c1")), ("fit", "tanh", "float32", "adam")),
+    "float32 lr in float64 SGD": ("nnxp_update_sgd", SGD._replace(in_params="T g, float32 lr, T wd"),
+                                  ("fit", "relu", "float64", "sgd")),
+    "AdamW decay dropped": ("nnxp_update_adam", ADAM._replace(operation=ADAM.operation.replace(
+        "p = p * decay;", "")), ("fit", "relu", "float64", "adamw")),
+    "bias not added": ("nnxp_forward_identity", _cupy_ops.KERNELS["nnxp_forward_identity"]._replace(
+        operation="z = z"), ("fit", "identity", "float64", "sgd")),
+    "ReLU turns NaN into 0": ("nnxp_forward_relu", _cupy_ops.KERNELS["nnxp_forward_relu"]._replace(
+        operation="T v = z + b; z = v > (T)0 ? v : (T)0"), ("edge", "relu", "float32", None)),
+    "momentum never stored": ("nnxp_update_momentum", _cupy_ops.KERNELS["nnxp_update_momentum"]._replace(
+        operation="T grad = g + wd * p; T w = mu * v + grad; p = p - lr * (nesterov ? grad + mu * w : w)"),
+        ("fit", "tanh", "float64", "momentum")),
+}
+
+
+def mistake_caught(emulated, mistake: str, monkeypatch) -> bool:
+    name, wrong, (check, hidden, dtype, optimizer) = MISTAKES[mistake]
+    monkeypatch.setitem(_cupy_ops.KERNELS, name, wrong)
+    _cupy_ops._kernel.cache_clear()
+    try:
+        if check == "edge":
+            try:
+                edge_check(hidden, dtype, _cupy_ops.CuPyOps(em.cupy))
+            except AssertionError:
+                return True
+            return False
+        return not fit_mismatch(emulated, hidden, "cross_entropy", "softmax", dtype, optimizer) <= UPDATE_RTOL[dtype]
+    finally:
+        monkeypatch.undo()
+        _cupy_ops._kernel.cache_clear()
+
+
+@pytest.mark.parametrize("mistake", sorted(MISTAKES))
+def test_injected_mistake_is_caught(emulated, mistake, monkeypatch):
+    assert mistake_caught(emulated, mistake, monkeypatch), f"the emulation misses: {mistake}"
+
+
+# -- the calls NVRTC compiles are the calls nnxp makes -----------------------------------
+
+
+def test_kernel_calls_in_training_are_the_ones_compiled_by_nvrtc(emulated):
+    """tests/test_cupy_kernels.py compiles each kernel for a described call; training makes exactly those."""
+    from test_cupy_kernels import describe_call
+
+    em.SIGNATURES.clear()
+    for dtype in ("float32", "float64"):
+        for hidden in HIDDEN:
+            for optimizer in ("sgd", "momentum", "adamw"):
+                fit_updates(emulated, hidden, "cross_entropy", "softmax", dtype, optimizer, fast=True)
+    described = {(name, describe_call(name, spec, dtype))
+                 for name, spec in _cupy_ops.KERNELS.items() for dtype in ("float32", "float64")}
+    assert em.SIGNATURES <= described, sorted(em.SIGNATURES - described)
+    assert {name for name, _ in em.SIGNATURES} == set(_cupy_ops.KERNELS)
