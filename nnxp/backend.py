@@ -17,6 +17,7 @@ NumPy is imported here only to move data between the host and the device.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ import numpy as np
 
 from .errors import BackendError, ConfigError
 
-__all__ = ["Backend", "get_backend", "backend_of", "cuda_available", "DTYPES"]
+__all__ = ["Backend", "get_backend", "backend_of", "cuda_available", "cupy_self_test", "DTYPES"]
 
 #: The name of the CPU EMULATION of the CuPy backend (tests only: proves arithmetic, not speed).
 EMULATED_CUPY = "cupy-emulated"
@@ -58,6 +59,9 @@ class Backend:
 
     def __str__(self) -> str:
         return f"{self.name} on {_device_label(self)}"
+
+    def __hash__(self) -> int:  # cupy.cuda.Device is unhashable; its str names it
+        return hash((self.name, id(self.xp), str(self.device)))
 
     # -- dtypes -----------------------------------------------------------
     def dtype(self, name: str) -> Any:
@@ -101,7 +105,8 @@ class Backend:
                     return self.xp.astype(data, dtype)  # astype copies
                 return self.xp.asarray(data, copy=True) if copy else data
             data = to_numpy(data)
-        out = self.xp.asarray(data, dtype=dtype, device=self.device, copy=True if copy else None)
+        with self.context():  # CuPy creates on the current GPU whatever device= says (compat issue 337)
+            out = self.xp.asarray(data, dtype=dtype, device=self.device, copy=True if copy else None)
         return self._emulated_device(out)
 
     @property
@@ -110,7 +115,8 @@ class Backend:
         return index_dtype(self.xp, self.device)
 
     def zeros(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        return self._emulated_device(self.xp.zeros(shape, dtype=dtype, device=self.device))
+        with self.context():
+            return self._emulated_device(self.xp.zeros(shape, dtype=dtype, device=self.device))
 
     def _emulated_device(self, x: Any) -> Any:
         """``x`` as the CuPy EMULATION's device array on the ``cupy-emulated`` backend (else ``x``)."""
@@ -231,8 +237,31 @@ def get_backend(device: Any = "auto") -> Backend:
 
 
 def cuda_available() -> bool:
-    """True when CuPy is importable and sees at least one CUDA GPU."""
+    """True when CuPy sees a CUDA GPU *and* runs a small kernel and a matrix product on it.
+
+    Counting devices is not enough: with only the NVIDIA driver installed CuPy
+    14 sees the GPU, then fails at the first kernel (no NVRTC) or product (no
+    cuBLAS).  The check runs once per process.
+    """
     return _cupy_gpu_count()[0] > 0
+
+
+def cupy_self_test(cupy: Any) -> str | None:
+    """Run one elementwise kernel and one matrix product with ``cupy``; None if both give the right numbers.
+
+    Otherwise a short description of what failed.  (The CPU EMULATION of CuPy
+    passes it too: tests/test_backend.py.)
+    """
+    try:
+        x = cupy.asarray([[1.0, 2.0], [3.0, 4.0]], dtype=cupy.float32)
+        y = cupy.ElementwiseKernel("T x", "T y", "y = x * (T)2 + (T)1", "nnxp_self_test")(x)
+        product = cupy.matmul(y, x)
+        got = product.get().tolist()
+    except Exception as exc:  # noqa: BLE001 - a missing NVRTC/cuBLAS raises anything
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    if got != [[18.0, 26.0], [34.0, 50.0]]:  # (2x+1) @ x
+        return f"a 2x2 product gave {got}, not [[18.0, 26.0], [34.0, 50.0]]"
+    return None
 
 
 # -- helpers ------------------------------------------------------------------
@@ -337,8 +366,9 @@ def _import_library(name: str) -> Any:
         raise BackendError(f"{name} is not installed: {hint}") from None
 
 
+@functools.lru_cache(maxsize=1)
 def _cupy_gpu_count() -> tuple[int, str]:
-    """(number of GPUs CuPy sees, why there are none)."""
+    """(number of GPUs CuPy sees and can use, why there are none); computed once."""
     try:
         import cupy
     except ImportError:
@@ -351,6 +381,10 @@ def _cupy_gpu_count() -> tuple[int, str]:
         return 0, f"CuPy finds no CUDA GPU ({exc}); use --device cpu"
     if count == 0:
         return 0, "CuPy finds no CUDA GPU; use --device cpu"
+    problem = cupy_self_test(cupy)
+    if problem is not None:
+        return 0, (f"CuPy sees {count} GPU(s) but cannot run a kernel and a matrix product ({problem}); "
+                   f"CuPy 14 needs NVRTC and cuBLAS: {_CUDA_INSTALL_HINT}, or use --device cpu")
     return count, ""
 
 
