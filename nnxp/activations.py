@@ -1,7 +1,7 @@
-"""Activation functions a = f(z) and their backward pass.
+"""Activation functions a = f(z) and their derivatives: the one place each formula lives.
 
 Every activation works on a batch ``z`` of shape (samples, units) and takes its
-array namespace from its input.  The backward pass is written in terms of the
+array namespace from its input.  Derivatives are written in terms of the
 *output* ``a = f(z)``, which every function here allows, so a layer need not
 keep ``z``::
 
@@ -12,7 +12,12 @@ keep ``z``::
     identity    f'(z) = 1
     softmax     the Jacobian-vector product  a * (g - sum_k g_k a_k)  row by row
 
-``backward(a, g)`` returns dC/dz given g = dC/da.
+``backward(a, g)`` returns dC/dz = g * f'(z) given g = dC/da (a product, so a
+NaN or infinity in g stays visible).  Backend fast paths
+(:mod:`nnxp.kernels`) run these same formulas, registered by exact class:
+a subclass that changes the maths runs its own code, never its parent's kernel.
+
+Only the 2023.12 standard is assumed (no Python scalars in ``where``/``maximum``).
 """
 
 from __future__ import annotations
@@ -46,9 +51,13 @@ class Activation:
     def forward(self, z: Any) -> Any:
         raise NotImplementedError
 
-    def backward(self, a: Any, g: Any) -> Any:
-        """dC/dz from the output ``a`` and the upstream gradient ``g = dC/da``."""
+    def derivative(self, a: Any) -> Any:
+        """f'(z) written from the output ``a = f(z)`` (elementwise activations)."""
         raise NotImplementedError
+
+    def backward(self, a: Any, g: Any) -> Any:
+        """dC/dz = g * f'(z) from the output ``a`` and the upstream gradient ``g = dC/da``."""
+        return g * self.derivative(a)
 
     def __call__(self, z: Any) -> Any:
         return self.forward(z)
@@ -82,8 +91,8 @@ class Sigmoid(Activation):
         e = xp.exp(-xp.abs(z))
         return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
-    def backward(self, a, g):
-        return g * a * (1.0 - a)
+    def derivative(self, a):
+        return a * (1.0 - a)
 
 
 class Tanh(Activation):
@@ -92,19 +101,19 @@ class Tanh(Activation):
     def forward(self, z):
         return array_namespace(z).tanh(z)
 
-    def backward(self, a, g):
-        return g * (1.0 - a * a)
+    def derivative(self, a):
+        return 1.0 - a * a
 
 
 class ReLU(Activation):
     name = "relu"
 
     def forward(self, z):
-        return array_namespace(z).maximum(z, 0.0)
+        return array_namespace(z).clip(z, min=0.0)  # max(z, 0); NaN stays NaN
 
-    def backward(self, a, g):
-        xp = array_namespace(a, g)
-        return xp.where(a > 0, g, 0.0)
+    def derivative(self, a):
+        xp = array_namespace(a)
+        return xp.astype(a > 0, a.dtype)
 
 
 class LeakyReLU(Activation):
@@ -121,8 +130,10 @@ class LeakyReLU(Activation):
     def forward(self, z):
         return array_namespace(z).where(z > 0, z, self.alpha * z)
 
-    def backward(self, a, g):
-        return array_namespace(a, g).where(a > 0, g, self.alpha * g)
+    def derivative(self, a):
+        xp = array_namespace(a)
+        positive = xp.astype(a > 0, a.dtype)
+        return self.alpha + (1.0 - self.alpha) * positive  # 1 where a > 0, else alpha
 
     def config(self):
         return {"name": self.name, "alpha": self.alpha}

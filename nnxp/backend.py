@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-from dataclasses import dataclass
 from typing import Any
 
 import array_api_compat
@@ -40,28 +39,46 @@ _CUDA_INSTALL_HINT = (
 )
 
 
-@dataclass(frozen=True)
 class Backend:
     """An array namespace and a device on it.
 
     Attributes
     ----------
-    xp : the Array-API (``array_api_compat``) namespace.
+    xp : the Array-API namespace (the ``array_api_compat`` wrapper where
+        there is one, else the library's own namespace, e.g. ``jax.numpy``).
     device : the device arrays are created on (``"cpu"`` for NumPy,
         ``cupy.cuda.Device`` for CuPy, ``torch.device``, ...).
     name : the library's name: ``"numpy"``, ``"cupy"``, ``"torch"``,
-        ``"array_api_strict"``.
+        ``"array_api_strict"``, ``"jax"``, ``"dask"``, ``"ndonnx"``, ...
+    inplace : whether an in-place operator (``p -= u``) on an array is seen
+        through every reference to it.  The standard leaves this open
+        ("copy-view behaviour and mutability"): NumPy, CuPy, PyTorch and
+        array-api-strict do; JAX, dask and ndonnx do not, and there nnxp
+        rebinds new arrays instead.
+
+    Backends compare and hash by library and device, so they can key caches.
     """
 
-    xp: Any
-    device: Any
-    name: str
+    __slots__ = ("xp", "device", "name", "inplace")
+
+    def __init__(self, xp: Any, device: Any, name: str, inplace: bool | None = None):
+        self.xp = xp
+        self.device = device
+        self.name = name
+        self.inplace = _visible_inplace(xp, device) if inplace is None else bool(inplace)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Backend) and self.xp is other.xp and self.name == other.name
+                and _same_device(self.device, other.device))
+
+    def __hash__(self) -> int:  # str(device): cupy.cuda.Device is unhashable
+        return hash((id(self.xp), self.name, str(self.device)))
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r}, {self.device!r})"
 
     def __str__(self) -> str:
         return f"{self.name} on {_device_label(self)}"
-
-    def __hash__(self) -> int:  # cupy.cuda.Device is unhashable; its str names it
-        return hash((self.name, id(self.xp), str(self.device)))
 
     # -- dtypes -----------------------------------------------------------
     def dtype(self, name: str) -> Any:
@@ -160,7 +177,12 @@ class Backend:
 
 
 def to_numpy(x: Any) -> np.ndarray:
-    """Copy an array of any supported library to a host NumPy array."""
+    """Copy an array of any Array-API library to a host NumPy array.
+
+    Tries the library's own way first (CuPy ``.get()``, PyTorch ``.cpu()``,
+    array-api-strict's CPU device, dask's ``compute``, ndonnx's
+    ``unwrap_numpy``), then DLPack, then ``numpy.asarray``.
+    """
     if isinstance(x, np.ndarray) or np.isscalar(x):
         return np.asarray(x)
     if array_api_compat.is_cupy_array(x):
@@ -172,13 +194,26 @@ def to_numpy(x: Any) -> np.ndarray:
 
         x = array_api_compat.to_device(x, array_api_strict.Device("CPU_DEVICE"))
         return np.asarray(x)
-    try:
-        return np.from_dlpack(x)
-    except Exception as exc:  # noqa: BLE001 - any library-specific failure
-        raise BackendError(
-            f"cannot copy a {type(x).__name__} to the host ({exc}); "
-            "convert it to a NumPy array first"
-        ) from None
+    if array_api_compat.is_dask_array(x):
+        return np.asarray(x.compute())
+    if hasattr(x, "unwrap_numpy"):  # ndonnx
+        try:
+            return np.asarray(x.unwrap_numpy())
+        except Exception as exc:  # noqa: BLE001 - a lazy array without values
+            raise BackendError(f"cannot copy a {type(x).__name__} to the host ({exc})") from None
+    errors = []
+    for convert in (np.from_dlpack, np.asarray):
+        try:
+            out = convert(x)
+        except Exception as exc:  # noqa: BLE001 - any library-specific failure
+            errors.append(str(exc))
+            continue
+        if out.dtype != object:
+            return out
+    raise BackendError(
+        f"cannot copy a {type(x).__name__} to the host ({'; '.join(errors) or 'no numeric data'}); "
+        "convert it to a NumPy array first"
+    )
 
 
 def index_dtype(xp: Any, device: Any = None) -> Any:
@@ -195,11 +230,12 @@ def backend_of(x: Any) -> Backend:
         xp = array_api_compat.array_namespace(x)
     except TypeError:
         raise BackendError(
-            f"expected an array (NumPy, CuPy, PyTorch, array-api-strict), got {type(x).__name__}"
+            "expected an array of an Array API library (NumPy, CuPy, PyTorch, JAX, dask, ...), "
+            f"got {type(x).__name__}"
         ) from None
-    if type(x).__module__ == f"{__package__}._cupy_emulation":
+    if type(x).__module__ == f"{__package__}.kernels.cupy_emulation":
         return Backend(xp, "cpu", EMULATED_CUPY)  # a device array of the CuPy EMULATION
-    return Backend(xp, array_api_compat.device(x), _library_name(xp))
+    return Backend(_checked(xp), array_api_compat.device(x), _library_name(xp))
 
 
 def get_backend(device: Any = "auto") -> Backend:
@@ -295,15 +331,17 @@ def _backend_from_string(spec: str) -> Backend:
         import cupy
 
         return Backend(array_api_compat.array_namespace(cupy.empty(0)), cupy.cuda.Device(index), "cupy")
-    if text in ("numpy", "cupy", "torch", "array_api_strict"):
-        return _backend_from_module(_import_library(text))
+    if text in ("numpy", "cupy", "torch", "array_api_strict", "jax", "jax.numpy", "dask",
+                "dask.array", "ndonnx"):
+        module = {"jax": "jax.numpy", "dask": "dask.array"}.get(text, text)
+        return _backend_from_module(_import_library(module))
     raise ConfigError(
         f"unknown device {spec!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
     )
 
 
 def emulated_cupy_backend() -> Backend:
-    """EMULATION: NumPy arrays standing for GPU memory, run by nnxp's CuPy fast path (see nnxp._cupy_emulation)."""
+    """EMULATION: NumPy arrays standing for GPU memory, run by nnxp's CuPy fast path (see nnxp.kernels.cupy_emulation)."""
     import array_api_compat.numpy as xp_numpy
 
     _emulation().compiler()  # EmulationUnavailable (with the reason) when there is no C++ compiler
@@ -311,9 +349,9 @@ def emulated_cupy_backend() -> Backend:
 
 
 def _emulation() -> Any:
-    from . import _cupy_emulation
+    from .kernels import cupy_emulation
 
-    return _cupy_emulation
+    return cupy_emulation
 
 
 def _numpy_backend() -> Backend:
@@ -323,22 +361,68 @@ def _numpy_backend() -> Backend:
 
 
 def _backend_from_module(module: Any) -> Backend:
+    """The backend of an array library given as a module or namespace, on its default device.
+
+    Anything that array-api-compat recognises works: numpy, cupy, torch,
+    array_api_strict, jax.numpy, dask.array, ndonnx, their compat wrappers,
+    or another library whose arrays have ``__array_namespace__``.
+    """
     name = getattr(module, "__name__", "")
     if name.startswith("array_api_compat."):
         name = name.split(".", 1)[1]
     library = name.split(".")[0]
-    if library not in ("numpy", "cupy", "torch", "array_api_strict"):
-        raise ConfigError(
-            f"unsupported array library {name!r}: use numpy, cupy, torch or array_api_strict"
-        )
     if library == "numpy":
         return _numpy_backend()
     if library == "cupy" and not cuda_available():
         raise BackendError(f"CuPy is not usable: {_cupy_gpu_count()[1]}")
-    mod = _import_library(library)
-    probe = mod.zeros(0) if library != "array_api_strict" else mod.asarray([0.0])
-    xp = array_api_compat.array_namespace(probe)
-    return Backend(xp, array_api_compat.device(probe), library)
+    if library in ("cupy", "torch"):
+        module = _import_library(library)  # the bare module, whatever wrapper was given
+    probe = _probe(module, name)
+    xp = _checked(array_api_compat.array_namespace(probe))
+    return Backend(xp, array_api_compat.device(probe), _library_name(xp))
+
+
+def _probe(module: Any, name: str) -> Any:
+    """A small float array made by ``module``, or a clear error if it is not an array library."""
+    make = getattr(module, "asarray", None)
+    try:
+        probe = make([0.0, 1.0]) if callable(make) else None
+    except Exception:  # noqa: BLE001 - whatever a foreign module raises
+        probe = None
+    if probe is None or not array_api_compat.is_array_api_obj(probe):
+        raise ConfigError(
+            f"{name or module!r} is not an Array API array library: give numpy, cupy, torch, "
+            "jax.numpy, dask.array, array_api_strict, or another library whose arrays have "
+            "__array_namespace__"
+        )
+    return probe
+
+
+#: The oldest standard nnxp's generic code is written for (``clip``, ``isdtype``,
+#: ``__array_namespace_info__`` came with 2023.12).
+MIN_API_VERSION = "2023.12"
+
+
+def _checked(xp: Any) -> Any:
+    """``xp``, after checking it implements the standard version nnxp needs."""
+    version = getattr(xp, "__array_api_version__", None)
+    if isinstance(version, str) and version < MIN_API_VERSION:
+        raise BackendError(
+            f"{getattr(xp, '__name__', xp)} implements the Array API standard {version}; nnxp "
+            f"needs {MIN_API_VERSION} or newer (for array_api_strict: "
+            f"set_array_api_strict_flags(api_version='{MIN_API_VERSION}'))"
+        )
+    return xp
+
+
+def _visible_inplace(xp: Any, device: Any) -> bool:
+    """Whether ``p -= u`` on this library's arrays is visible through other references."""
+    try:
+        probe = xp.zeros((1,), dtype=xp.float32, device=device)
+    except Exception:  # noqa: BLE001 - a library that cannot even make a probe rebinds
+        return False
+    return (array_api_compat.is_writeable_array(probe) and not array_api_compat.is_lazy_array(probe)
+            and hasattr(type(probe), "__isub__"))
 
 
 def _library_device(backend: Backend, dev: Any) -> Any:
@@ -362,7 +446,8 @@ def _import_library(name: str) -> Any:
     try:
         return importlib.import_module(name)
     except ImportError:
-        hint = _CUDA_INSTALL_HINT if name == "cupy" else f"pip install {name.replace('_', '-')}"
+        package = name.split(".")[0].replace("_", "-")
+        hint = _CUDA_INSTALL_HINT if name == "cupy" else f"pip install {package}"
         raise BackendError(f"{name} is not installed: {hint}") from None
 
 
@@ -389,7 +474,7 @@ def _cupy_gpu_count() -> tuple[int, str]:
 
 
 def _library_name(xp: Any) -> str:
-    name = xp.__name__
+    name = getattr(xp, "__name__", type(xp).__name__)
     if name.startswith("array_api_compat."):
         name = name.split(".", 1)[1]
     return name.split(".")[0]

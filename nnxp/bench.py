@@ -5,7 +5,7 @@ it times ONE training step (forward, loss gradient, backward, optimizer update;
 float32; ReLU hidden layers, softmax + cross-entropy output) of:
 
 ``nnxp-sgd`` / ``nnxp-adam``
-    ``net.train_step(x, y, optimizer, ops)`` with ``ops = ops_for(net.backend, optimizer=optimizer)``
+    ``net.train_step(x, y, optimizer, ops)`` with ``ops = ops_for(net.backend)``
     (the fast path), SGD lr 0.01 / Adam lr 0.001, data already on the device.
 ``numpy-ref`` (``cupy-ref`` on a GPU)
     :class:`ReferenceMLP`: the step as a competent person writes it with plain
@@ -199,7 +199,7 @@ class NnxpStep(_Contender):
                  device: Any = "cpu", dtype: str = "float32"):
         super().__init__()
         from .network import Network
-        from .ops import ops_for
+        from .kernels import ops_for
         from .optim import SGD, Adam
 
         self.name = name
@@ -211,7 +211,7 @@ class NnxpStep(_Contender):
         self.optimizer = SGD(lr=SGD_LR) if optimizer == "sgd" else Adam(lr=ADAM_LR)
         self.ops_note = ""
         try:
-            self.ops = ops_for(self.net.backend, optimizer=self.optimizer)
+            self.ops = ops_for(self.net.backend)
         except ImportError as exc:  # a fast path that is not importable: say so, use the generic one
             self.ops = ops_for(self.net.backend, fast=False)
             self.ops_note = f"fast path unavailable ({exc}); generic ops used"
@@ -725,7 +725,7 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     return info
 
 
-_NUMERIC_FILES = ("network.py", "ops.py", "_cupy_ops.py", "optim.py", "losses.py", "activations.py",
+_NUMERIC_FILES = ("network.py", "layers.py", "kernels/reference.py", "kernels/numpy.py", "kernels/blas.py", "kernels/cupy.py", "optim.py", "losses.py", "activations.py",
                   "train.py", "backend.py")
 
 

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .activations import Activation
+from .activations import Activation, LeakyReLU, ReLU
 from .errors import ConfigError
 
 __all__ = ["initial_parameters", "check_seed", "INITS"]
@@ -32,7 +32,7 @@ def initial_parameters(
     """Host float64 (W, b) for a layer of ``fan_in`` -> ``fan_out`` units."""
     scheme = resolve_init(scheme)
     if scheme == "auto":
-        scheme = "he" if activation.name in ("relu", "leaky_relu") else "xavier"
+        scheme = "he" if isinstance(activation, (ReLU, LeakyReLU)) else "xavier"
     if scheme == "uniform":
         return rng.uniform(-1.0, 1.0, (fan_out, fan_in)), rng.uniform(-1.0, 1.0, fan_out)
     if scheme == "xavier":

@@ -16,7 +16,10 @@ log-softmax / softplus so it never takes log(0)::
 
 The cross-entropy gradient is *fused* with the output activation: it is
 written directly for dC/dz, which is both cheaper and exact where the
-softmax Jacobian would lose digits.
+softmax Jacobian would lose digits.  The fused formulas hold for exactly
+:class:`~nnxp.activations.Softmax` and :class:`~nnxp.activations.Sigmoid`; a
+subclass that changes the maths gets the chain rule through its own
+``backward`` (dC/da = -y/a, or (a - y)/(a(1 - a)) for one-per-unit outputs).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from .activations import Activation
+from .activations import Activation, Sigmoid, Softmax
 from .errors import ConfigError
 
 __all__ = ["Loss", "SquaredError", "CrossEntropy", "get_loss", "log_softmax", "LOSSES"]
@@ -82,12 +85,12 @@ class SquaredError(Loss):
 
 
 class CrossEntropy(Loss):
-    """Cross-entropy fused with a softmax or sigmoid output: dC/dz = (a - y) / B."""
+    """Cross-entropy after a softmax (categorical) or sigmoid (binary per unit) output."""
 
     name = "cross_entropy"
 
     def check_output(self, output):
-        if output.name not in ("softmax", "sigmoid"):
+        if not isinstance(output, (Softmax, Sigmoid)):
             raise ConfigError(
                 f"cross_entropy needs a softmax or sigmoid output layer, not {output.name}: "
                 "use output='softmax', or loss='squared_error'"
@@ -96,18 +99,27 @@ class CrossEntropy(Loss):
     def value(self, output, z, a, y):
         xp = array_namespace(z, y)
         scale = 1.0 / z.shape[0]
-        if output.name == "sigmoid":
-            # sigmoid: -[y log s(z) + (1-y) log(1-s(z))] = softplus(z) - y z,
+        if type(output) is Sigmoid:
+            # -[y log s(z) + (1-y) log(1-s(z))] = softplus(z) - y z, and
             # softplus(z) = max(z, 0) + log1p(exp(-|z|)) never overflows.
-            softplus = xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
+            softplus = xp.clip(z, min=0.0) + xp.log1p(xp.exp(-xp.abs(z)))
             return xp.sum(softplus - y * z) * scale
-        return -xp.sum(y * log_softmax(z)) * scale
+        if type(output) is Softmax:
+            return -xp.sum(y * log_softmax(z)) * scale
+        if isinstance(output, Sigmoid):  # a subclass: from its own outputs
+            return -xp.sum(y * xp.log(a) + (1.0 - y) * xp.log(1.0 - a)) * scale
+        return -xp.sum(y * xp.log(a)) * scale
 
     def delta(self, output, z, a, y):
-        return (a - y) * (1.0 / a.shape[0])
+        scale = 1.0 / a.shape[0]
+        if type(output) in (Softmax, Sigmoid):
+            return (a - y) * scale
+        if isinstance(output, Sigmoid):
+            return output.backward(a, (a - y) / (a * (1.0 - a)) * scale)
+        return output.backward(a, -(y / a) * scale)
 
     def forward(self, output, z, y):
-        if output.name != "softmax":
+        if type(output) is not Softmax:
             return super().forward(output, z, y)
         # softmax and its log from one shift, exp and sum: a = e / s, log a = shifted - log s.
         xp = array_namespace(z, y)

@@ -1,8 +1,8 @@
-"""The feed-forward network: dense layers, forward pass and backpropagation.
+"""The network: a stack of layers, the forward pass and backpropagation.
 
-Conventions (the seeds'): a layer's weights ``W`` are stored (out, in), so row
-j holds the weights into unit j, and biases ``b`` are (out,).  A batch is a
-2-D array with one sample per row.  For layers l = 1..L::
+Conventions (the seeds'): a dense layer's weights ``W`` are stored (out, in),
+so row j holds the weights into unit j, and biases ``b`` are (out,).  A batch
+is a 2-D array with one sample per row.  For dense layers l = 1..L::
 
     z_l = a_{l-1} W_l^T + b_l          a_l = f_l(z_l)          a_0 = x
 
@@ -12,8 +12,10 @@ Backpropagation for a batch (rows = samples), with delta_l = dC/dz_l::
     dC/dW_l = delta_l^T a_{l-1}        dC/db_l = sum over rows of delta_l
     delta_{l-1} = (delta_l W_l) * f'_{l-1}(z_{l-1})
 
-The cost is a batch mean (see :mod:`nnxp.losses`), so these are the means of
-the per-sample gradients.
+Each layer (:mod:`nnxp.layers`) does its own part of this; the network only
+walks them forwards, hands the output layer's z to the loss (which fuses the
+output activation), and walks them backwards.  The cost is a batch mean (see
+:mod:`nnxp.losses`), so these are the means of the per-sample gradients.
 """
 
 from __future__ import annotations
@@ -22,47 +24,23 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 from array_api_compat import array_namespace
-from array_api_compat import device as array_device
 
-from .activations import Activation, get_activation
-from .backend import get_backend, index_dtype, to_numpy
+from . import validation
+from .activations import Activation, Softmax, get_activation
+from .backend import Backend, get_backend, to_numpy
 from .errors import ConfigError, DataError, ShapeError
 from .init import check_seed, initial_parameters, resolve_init
+from .kernels.reference import ArrayAPIOps
+from .layers import Dense, Dropout, Layer, Run, layer_from_config
 from .losses import Loss, get_loss
-from .ops import ArrayAPIOps
 
-__all__ = ["Dense", "Network"]
+__all__ = ["Network"]
 
-_GENERIC = ArrayAPIOps()
-
-
-class Dense:
-    """One fully connected layer: a = f(x W^T + b).
-
-    Attributes: ``weight`` (out, in), ``bias`` (out,), ``activation``.
-    """
-
-    __slots__ = ("weight", "bias", "activation")
-
-    def __init__(self, weight: Any, bias: Any, activation: Activation):
-        self.weight = weight
-        self.bias = bias
-        self.activation = activation
-
-    @property
-    def in_features(self) -> int:
-        return int(self.weight.shape[1])
-
-    @property
-    def out_features(self) -> int:
-        return int(self.weight.shape[0])
-
-    def __repr__(self) -> str:
-        return f"Dense({self.in_features} -> {self.out_features}, {self.activation.name})"
+_REFERENCE = ArrayAPIOps()
 
 
 class Network:
-    """A multi-layer perceptron on any Array-API backend.
+    """A feed-forward network on any Array-API backend.
 
     Parameters
     ----------
@@ -82,7 +60,12 @@ class Network:
         the same seed gives the same network on every backend.
     dtype : ``"float32"`` (default) or ``"float64"``.
     device : where the arrays live: ``"auto"``, ``"cpu"``, ``"cuda"``,
-        ``"cuda:N"``, an array library module, or a :class:`~nnxp.backend.Backend`.
+        ``"cuda:N"``, an array library module (numpy, cupy, torch, jax.numpy,
+        dask.array, ...), a ``(module, device)`` pair, or a :class:`~nnxp.backend.Backend`.
+    dropout : probability of dropping each hidden unit in training (a
+        :class:`~nnxp.layers.Dropout` after every hidden layer); 0 for none.
+
+    Other stacks of layers: :meth:`from_layers`.
     """
 
     def __init__(
@@ -96,8 +79,9 @@ class Network:
         seed: int | None = 0,
         dtype: str = "float32",
         device: Any = "auto",
+        dropout: float = 0.0,
     ):
-        sizes = _check_sizes(sizes)
+        sizes = validation.check_sizes(sizes)
         n_layers = len(sizes) - 1
         if isinstance(hidden, (list, tuple)):
             if len(hidden) != n_layers - 1:
@@ -111,23 +95,61 @@ class Network:
 
         self.backend = get_backend(device)
         self.dtype = self.backend.dtype(dtype)
-        self.loss = _resolve_loss(loss, activations[-1])
-
         init = resolve_init(init)
         rng = np.random.default_rng(check_seed(seed))
-        self.layers: list[Dense] = []
-        for n_in, n_out, act in zip(sizes[:-1], sizes[1:], activations):
+        layers: list[Layer] = []
+        for l, (n_in, n_out, act) in enumerate(zip(sizes[:-1], sizes[1:], activations)):
             w, b = initial_parameters(rng, n_out, n_in, init, act)
-            self.layers.append(Dense(self._param(w), self._param(b), act))
+            layers.append(Dense(self._param(w), self._param(b), act))
+            if dropout and l < n_layers - 1:
+                layers.append(Dropout(dropout, n_out))
+        self._use_layers(layers, loss)
+
+    @classmethod
+    def from_layers(cls, layers: Sequence[Layer], *, loss: str | Loss = "auto",
+                    device: Any = None, dtype: str | None = None) -> "Network":
+        """A network of the given layers, whose parameters already live on one backend.
+
+        The last layer must be :class:`~nnxp.layers.Dense` (the loss takes over its
+        activation).  ``device`` and ``dtype`` default to those of the parameters.
+        """
+        layers = list(layers)
+        params = [p for layer in layers for p in layer.parameters()]
+        if not params and device is None:
+            raise ConfigError("from_layers needs layers with parameters, or device=")
+        net = cls.__new__(cls)
+        net.backend = get_backend(device if device is not None else params[0])
+        net.dtype = net.backend.dtype(dtype) if dtype is not None else _float_dtype(params, net.backend)
+        for layer in layers:
+            layer.set_parameters([net.backend.asarray(p, net.dtype) for p in layer.parameters()])
+        net._use_layers(layers, loss)
+        return net
+
+    def _use_layers(self, layers: list[Layer], loss: Any) -> None:
+        if not layers or not isinstance(layers[-1], Dense):
+            raise ConfigError("the last layer must be Dense: the loss takes over its activation")
+        for i, (before, after) in enumerate(zip(layers, layers[1:])):
+            if after.accepts_ids:
+                raise ConfigError(f"layer {i + 1} ({after!r}) takes token ids: it can only come first")
+            if before.out_features != after.in_features:
+                raise ConfigError(f"layer {i} gives {before.out_features} features but layer {i + 1} "
+                                  f"({after!r}) takes {after.in_features}")
+        self.layers = layers
+        self.loss = _resolve_loss(loss, self.output)
 
     # -- description ------------------------------------------------------------
     @property
+    def dense_layers(self) -> list[Dense]:
+        return [layer for layer in self.layers if isinstance(layer, Dense)]
+
+    @property
     def sizes(self) -> list[int]:
-        return [self.layers[0].in_features] + [layer.out_features for layer in self.layers]
+        """Input width, then the width of every dense layer."""
+        return [self.layers[0].in_features] + [layer.out_features for layer in self.dense_layers]
 
     @property
     def activations(self) -> list[Activation]:
-        return [layer.activation for layer in self.layers]
+        return [layer.activation for layer in self.dense_layers]
 
     @property
     def output(self) -> Activation:
@@ -146,8 +168,13 @@ class Network:
         return "float64" if self.dtype == self.xp.float64 else "float32"
 
     def config(self) -> dict[str, Any]:
-        """Everything but the parameters: what a model file stores beside them."""
+        """Everything but the parameters: what a model file stores beside them.
+
+        ``layers`` describes the stack; ``sizes`` and ``activations`` (the dense
+        layers') are there too, for readers of the simple MLP description.
+        """
         return {
+            "layers": [layer.config() for layer in self.layers],
             "sizes": self.sizes,
             "activations": [act.config() for act in self.activations],
             "loss": self.loss.name,
@@ -155,45 +182,58 @@ class Network:
         }
 
     def __repr__(self) -> str:
-        acts = ", ".join(a.name if a.name != "leaky_relu" else f"leaky_relu({a.alpha:g})"
-                         for a in self.activations)
-        return (f"Network({self.sizes}, activations=[{acts}], loss={self.loss.name}, "
-                f"{self.dtype_name}, {self.backend})")
+        layers = ", ".join(repr(layer) for layer in self.layers)
+        return f"Network([{layers}], loss={self.loss.name}, {self.dtype_name}, {self.backend})"
 
     # -- parameters --------------------------------------------------------------
     def parameters(self) -> list[Any]:
-        """The live parameter arrays [W_1, b_1, W_2, b_2, ...] (optimizers update them in place)."""
-        return [p for layer in self.layers for p in (layer.weight, layer.bias)]
+        """The parameter arrays of every layer, in order: [W_1, b_1, W_2, b_2, ...]."""
+        return [p for layer in self.layers for p in layer.parameters()]
 
-    def get_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Host NumPy copies of every layer's (W, b), W as (out, in)."""
-        return [(to_numpy(layer.weight).copy(), to_numpy(layer.bias).copy()) for layer in self.layers]
+    def set_parameters(self, arrays: Sequence[Any]) -> None:
+        """Rebind every parameter (the list :meth:`parameters` gives, as an optimizer returns it)."""
+        arrays = list(arrays)
+        start = 0
+        for layer in self.layers:
+            count = len(layer.parameter_names)
+            if count:
+                layer.set_parameters(arrays[start:start + count])
+            start += count
+        if start != len(arrays):
+            raise ShapeError(f"got {len(arrays)} parameter arrays for {start} parameters")
 
-    def set_weights(self, weights: Iterable[tuple[Any, Any]]) -> "Network":
-        """Replace every layer's (W, b) with copies of the given arrays (W as (out, in)).
+    def get_weights(self) -> list[tuple[np.ndarray, ...]]:
+        """Host NumPy copies of every layer's parameters, e.g. (W, b) per dense layer, W (out, in)."""
+        return [tuple(to_numpy(p).copy() for p in layer.parameters())
+                for layer in self.layers if layer.parameter_names]
 
-        The arrays may come from the host or any supported backend; they are
-        cast to the network's dtype and copied to its device.
+    def set_weights(self, weights: Iterable[Sequence[Any]]) -> "Network":
+        """Replace every layer's parameters ((W, b) per dense layer, W as (out, in)) with copies.
+
+        The arrays may come from the host or any backend; they are cast to the
+        network's dtype and copied to its device.  Nothing changes unless all fit.
         """
         weights = list(weights)
-        if len(weights) != len(self.layers):
-            raise ShapeError(f"got {len(weights)} (W, b) pairs for {len(self.layers)} layers")
+        owners = [layer for layer in self.layers if layer.parameter_names]
+        if len(weights) != len(owners):
+            raise ShapeError(f"got {len(weights)} parameter groups for {len(owners)} layers with parameters")
         new = []
-        for i, (layer, pair) in enumerate(zip(self.layers, weights)):
+        for i, (layer, group) in enumerate(zip(owners, weights)):
             try:
-                w, b = pair
-            except (TypeError, ValueError):
-                raise ShapeError(f"layer {i}: expected a (W, b) pair") from None
-            w, b = self._param(w), self._param(b)
-            want_w, want_b = (layer.out_features, layer.in_features), (layer.out_features,)
-            if tuple(w.shape) != want_w or tuple(b.shape) != want_b:
-                raise ShapeError(
-                    f"layer {i}: W must be {want_w} (out, in) and b {want_b}, "
-                    f"got {tuple(w.shape)} and {tuple(b.shape)}"
-                )
-            new.append((w, b))
-        for layer, (w, b) in zip(self.layers, new):
-            layer.weight, layer.bias = w, b
+                group = list(group)
+            except TypeError:
+                raise ShapeError(f"layer {i}: expected a tuple like (W, b)") from None
+            if len(group) != len(layer.parameter_names):
+                raise ShapeError(f"layer {i}: expected {len(layer.parameter_names)} arrays "
+                                 f"({', '.join(layer.parameter_names)}), got {len(group)}")
+            arrays = [self._param(a, f"layer {i} {name}") for a, name in zip(group, layer.parameter_names)]
+            for array, current, name in zip(arrays, layer.parameters(), layer.parameter_names):
+                if tuple(array.shape) != tuple(current.shape):
+                    raise ShapeError(f"layer {i}: {name} must have shape {tuple(current.shape)}"
+                                     f"{' (out, in)' if name == 'weight' else ''}, got {tuple(array.shape)}")
+            new.append(arrays)
+        for layer, arrays in zip(owners, new):
+            layer.set_parameters(arrays)
         return self
 
     def to(self, device: Any) -> "Network":
@@ -201,137 +241,113 @@ class Network:
         backend = get_backend(device)
         dtype = backend.dtype(self.dtype_name)
         for layer in self.layers:
-            layer.weight = backend.asarray(to_numpy(layer.weight), dtype, copy=True)
-            layer.bias = backend.asarray(to_numpy(layer.bias), dtype, copy=True)
+            layer.set_parameters([backend.asarray(to_numpy(p), dtype, copy=True) for p in layer.parameters()])
         self.backend, self.dtype = backend, dtype
         return self
 
-    def _param(self, data: Any) -> Any:
-        return self.backend.asarray(data, self.dtype, copy=True)
+    def _param(self, data: Any, name: str = "parameter") -> Any:
+        array = validation.real_array(data, name)
+        return self.backend.asarray(array, self.dtype, copy=True)
 
     # -- inference ---------------------------------------------------------------
     def forward(self, x: Any) -> Any:
-        """Output activations a_L for a batch ``x`` (B, n_0) -> (B, n_L)."""
+        """Output activations a_L for a batch ``x`` (B, n_0) -> (B, n_L) (evaluation mode)."""
         x = self.inputs(x)
         with self.backend.context():
-            return self._forward(x, _GENERIC)[1]
+            return self.output.forward(self.forward_pass(x, _REFERENCE)[0])
 
     __call__ = forward
 
     def predict(self, x: Any, batch_size: int = 4096) -> Any:
         """Outputs for ``x`` computed ``batch_size`` rows at a time (bounded memory)."""
+        batch_size = validation.positive_int("batch_size", batch_size)
         x = self.inputs(x)
         xp = array_namespace(x)
         n = x.shape[0]
         with self.backend.context():
-            if n <= batch_size:
-                return self._forward(x, _GENERIC)[1]
-            parts = [self._forward(x[i:min(n, i + batch_size), ...], _GENERIC)[1]
+            parts = [self.output.forward(self.forward_pass(x[i:min(n, i + batch_size), ...], _REFERENCE)[0])
                      for i in range(0, n, batch_size)]
-            return xp.concat(parts, axis=0)
+            return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
 
     def classify(self, x: Any, batch_size: int = 4096) -> Any:
         """Predicted class per sample: argmax of the outputs, or output >= 0.5 for one output."""
-        return _predicted_labels(self.predict(x, batch_size))
+        return validation.predicted_labels(self.predict(x, batch_size))
 
-    def _forward(self, x: Any, ops: ArrayAPIOps, output: bool = True) -> tuple[Any, Any, list[Any]]:
-        """(z_L, a_L, [a_0, ..., a_{L-1}]): what backprop needs, layer by layer.
+    def forward_pass(self, x: Any, ops: ArrayAPIOps, *, training: bool = False,
+                     rng: np.random.Generator | None = None) -> tuple[Any, list[Any]]:
+        """(z_L, what each layer saved for backward) for a batch already on the device.
 
-        Hidden layers may compute a = f(z) in place (fast ops), so only each
-        layer's output is kept; the output layer keeps z_L for the loss.  With
-        ``output=False`` a_L is left to the loss (returned as None).
+        The output layer stops at z_L: the loss applies its activation (fused).
         """
-        acts = [x]
-        a = x
-        for l, layer in enumerate(self.layers[:-1]):
-            a = ops.linear_activate(a, layer.weight, layer.bias, layer.activation, ("z", l))
-            acts.append(a)
-        last = self.layers[-1]
-        z = ops.linear(a, last.weight, last.bias, ("z", len(self.layers) - 1))
-        return z, (last.activation.forward(z) if output else None), acts
+        saved = []
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            run = Run(ops, training=training, index=i, need_input_grad=i > 0, rng=rng)
+            x, s = layer.linear(x, run) if i == last else layer.forward(x, run)
+            saved.append(s)
+        return x, saved
 
     # -- training maths ------------------------------------------------------------
-    def gradients(self, x: Any, y: Any) -> list[tuple[Any, Any]]:
-        """Per-layer (dC/dW, dC/db) of the batch-mean cost, W-gradients (out, in)."""
+    def backprop(self, x: Any, y: Any, ops: ArrayAPIOps, *, training: bool = True,
+                 rng: np.random.Generator | None = None) -> tuple[Any, list[Any], Any]:
+        """(batch cost as a 0-d device array, gradients matching :meth:`parameters`, outputs a_L)."""
+        z, saved = self.forward_pass(x, ops, training=training, rng=rng)
+        a, cost, delta = ops.loss_forward(self.loss, self.output, z, y)  # a_L, C, dC/dz_L
+        last = len(self.layers) - 1
+        grads: list[list[Any]] = []
+        g = None
+        for i in range(last, -1, -1):
+            run = Run(ops, training=training, index=i, need_input_grad=i > 0, rng=rng)
+            layer = self.layers[i]
+            g, layer_grads = (layer.backward_linear(delta, saved[i], run) if i == last
+                              else layer.backward(g, saved[i], run))
+            grads.append(layer_grads)
+        return cost, [g for layer_grads in reversed(grads) for g in layer_grads], a
+
+    def gradients(self, x: Any, y: Any) -> list[tuple[Any, ...]]:
+        """Per-layer gradients of the batch-mean cost, e.g. (dC/dW, dC/db) per dense layer,
+        W-gradients (out, in).  Evaluation mode: dropout is off."""
         x = self.inputs(x)
         y = self.targets(y, x.shape[0])
         with self.backend.context():
-            return self._backprop(x, y, _GENERIC)[1]
+            flat = self.backprop(x, y, _REFERENCE, training=False)[1]
+        out, start = [], 0
+        for layer in self.layers:
+            count = len(layer.parameter_names)
+            if count:
+                out.append(tuple(flat[start:start + count]))
+            start += count
+        return out
 
     def cost(self, x: Any, y: Any) -> float:
         """The batch-mean cost C(x, y) as a Python float."""
         x = self.inputs(x)
         y = self.targets(y, x.shape[0])
         with self.backend.context():
-            z, a, _ = self._forward(x, _GENERIC)
-            return float(self.loss.value(self.output, z, a, y))
+            z, _ = self.forward_pass(x, _REFERENCE)
+            return float(self.loss.value(self.output, z, self.output.forward(z), y))
 
-    def _backprop(self, x: Any, y: Any, ops: ArrayAPIOps) -> tuple[Any, list[tuple[Any, Any]], Any]:
-        """(batch cost as a 0-d device array, [(dW_l, db_l)], outputs a_L)."""
-        z, _, acts = self._forward(x, ops, output=False)
-        a, cost, delta = ops.loss_forward(self.loss, self.output, z, y)  # a_L, C, dC/dz_L
-        grads: list[tuple[Any, Any]] = []
-        for l in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[l]
-            grads.append((ops.weight_grad(delta, acts[l], ("dW", l)), ops.bias_grad(delta, ("db", l))))
-            if l > 0:
-                g = ops.input_grad(delta, layer.weight, ("da", l - 1))  # dC/da_{l-1}
-                delta = ops.activation_backward(self.layers[l - 1].activation, acts[l], g)
-        grads.reverse()
-        return cost, grads, a
+    def train_step(self, x: Any, y: Any, optimizer: Any, ops: ArrayAPIOps = _REFERENCE, *,
+                   rng: np.random.Generator | None = None, reduce: Any = None) -> tuple[Any, Any]:
+        """One optimizer step on the batch (x, y) already on the device; see
+        :meth:`ArrayAPIOps.train_step`.  Returns (batch cost, outputs) as device arrays."""
+        return ops.train_step(self, x, y, optimizer, rng=rng, reduce=reduce)
 
-    def train_step(self, x: Any, y: Any, optimizer: Any, ops: ArrayAPIOps = _GENERIC) -> tuple[Any, Any]:
-        """One optimizer step on the batch (x, y) already on the device.
+    @property
+    def has_randomness(self) -> bool:
+        """Whether training draws random numbers (dropout)."""
+        return any(isinstance(layer, Dropout) and layer.p > 0 for layer in self.layers)
 
-        Returns (batch cost, outputs) as device arrays: nothing is read back.
-        """
-        cost, grads, a = self._backprop(x, y, ops)
-        optimizer.step(self.parameters(), [g for pair in grads for g in pair],
-                       update=ops.optimizer_update(optimizer))
-        return cost, a
-
-    # -- checking inputs -------------------------------------------------------------
+    # -- checking inputs (nnxp.validation does the work) -----------------------------
     def inputs(self, x: Any, name: str = "x") -> Any:
         """``x`` as a (B, n_0) array of the network's dtype on its device, checked."""
-        if not hasattr(x, "shape"):
-            x = np.asarray(x)
-        if len(x.shape) != 2:
-            hint = " (use x[None, :] for a single sample)" if len(x.shape) == 1 else ""
-            raise ShapeError(f"{name} must be 2-D (samples, features), got shape {tuple(x.shape)}{hint}")
-        if x.shape[0] == 0:
-            raise ShapeError(f"{name} has no samples: give at least one row")
-        if x.shape[1] != self.sizes[0]:
-            raise ShapeError(
-                f"{name} has {x.shape[1]} features per sample but the network takes {self.sizes[0]}"
-            )
-        _check_numeric(x, name)
-        x = self.backend.asarray(x, self.dtype)
-        _check_finite(x, name)
-        return x
+        with self.backend.context():
+            return validation.inputs(self, x, name)
 
     def targets(self, y: Any, n: int | None, name: str = "y") -> Any:
         """Targets as a (B, n_L) array: one-hot rows for integer class labels."""
-        if not hasattr(y, "shape"):
-            y = np.asarray(y)
-        k = self.sizes[-1]
-        if n is not None and y.shape[:1] != (n,):
-            raise ShapeError(
-                f"{name} has {y.shape[0] if len(y.shape) else 0} samples but x has {n}: they must match"
-            )
-        if len(y.shape) == 1 and _is_integer(y):
-            labels = self.backend.asarray(y, self.backend.index_dtype)
-            return one_hot(labels, 2 if k == 1 else k, self.dtype, name=name, binary=k == 1)
-        if len(y.shape) == 1 and k == 1:
-            y = self.xp.reshape(self.backend.asarray(y, self.dtype), (-1, 1))
-        if len(y.shape) != 2 or y.shape[1] != k:
-            raise ShapeError(
-                f"{name} must be integer class labels (samples,) or targets (samples, {k}), "
-                f"got shape {tuple(y.shape)}"
-            )
-        _check_numeric(y, name)
-        y = self.backend.asarray(y, self.dtype)
-        _check_finite(y, name)
-        return y
+        with self.backend.context():
+            return validation.targets(self, y, n, name)
 
     # -- Keras-style conveniences (nnxp.train does the work) ------------------------
     def fit(self, x: Any, y: Any, **kwargs: Any):
@@ -362,76 +378,35 @@ class Network:
     @classmethod
     def from_config(cls, config: dict[str, Any], device: Any = "auto") -> "Network":
         """An untrained network of the shape ``config`` (from :meth:`config`) describes."""
+        if not isinstance(config, dict):
+            raise DataError(f"a network description must be a JSON object, got {type(config).__name__}")
         try:
+            if "layers" in config:
+                backend = get_backend(device)
+                dtype = backend.dtype(config["dtype"])
+                if not isinstance(config["layers"], list):
+                    raise TypeError("'layers' is not a list")
+                layers = [layer_from_config(c, backend, dtype) for c in config["layers"]]
+                return cls.from_layers(layers, loss=config["loss"], device=backend, dtype=config["dtype"])
             sizes = config["sizes"]
             acts = [get_activation(a) for a in config["activations"]]
             return cls(sizes, hidden=acts[:-1], output=acts[-1], loss=config["loss"],
                        dtype=config["dtype"], device=device, init="xavier", seed=0)
         except (KeyError, TypeError) as exc:
-            raise DataError(f"incomplete network description (missing {exc})") from None
+            raise DataError(f"incomplete network description ({exc})") from None
 
 
-# -- helpers -------------------------------------------------------------------------
-
-
-def one_hot(labels: Any, k: int, dtype: Any, *, name: str = "y", binary: bool = False) -> Any:
-    """(B,) integer labels in [0, k) -> (B, k) one-hot rows (or (B, 1) 0/1 if ``binary``)."""
-    xp = array_namespace(labels)
-    low, high = int(xp.min(labels)), int(xp.max(labels))  # one read, at the API boundary
-    if low < 0 or high >= k:
-        raise ShapeError(f"{name} has class labels from {low} to {high} but the network has {k} classes")
-    if binary:
-        return xp.reshape(xp.astype(labels, dtype), (-1, 1))
-    classes = xp.arange(k, dtype=labels.dtype, device=array_device(labels))
-    return xp.astype(labels[:, None] == classes[None, :], dtype)
-
-
-def _predicted_labels(a: Any) -> Any:
-    xp = array_namespace(a)
-    if a.shape[1] == 1:
-        return xp.astype(a[:, 0] >= 0.5, index_dtype(xp, array_device(a)))
-    return xp.argmax(a, axis=1)
-
-
-def _is_integer(y: Any) -> bool:
-    dtype = y.dtype
-    if isinstance(y, np.ndarray):
-        return np.issubdtype(dtype, np.integer)
-    xp = array_namespace(y)
-    return xp.isdtype(dtype, "integral")
-
-
-def _check_numeric(x: Any, name: str) -> None:
-    dtype = x.dtype
-    if isinstance(x, np.ndarray):
-        ok = np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
-    else:
-        ok = array_namespace(x).isdtype(dtype, ("integral", "real floating"))
-    if not ok:
-        raise ShapeError(f"{name} must hold real numbers, got dtype {dtype}")
-
-
-def _check_finite(x: Any, name: str) -> None:
-    xp = array_namespace(x)
-    if bool(xp.all(xp.isfinite(x))):  # one read, at the API boundary
-        return
-    bad = int(xp.sum(xp.astype(~xp.isfinite(x), xp.int32)))
-    raise ShapeError(f"{name} has {bad} NaN or infinite value(s): clean or drop those samples")
-
-
-def _check_sizes(sizes: Sequence[int]) -> list[int]:
-    try:
-        out = [int(s) for s in sizes]
-    except (TypeError, ValueError):
-        raise ConfigError(f"sizes must be a list of layer widths like [784, 128, 10], got {sizes!r}") from None
-    if len(out) < 2 or any(s < 1 for s in out) or any(int(s) != s for s in sizes):
-        raise ConfigError(f"sizes must be 2 or more positive integers (inputs ... outputs), got {list(sizes)}")
-    return out
+def _float_dtype(params: Sequence[Any], backend: Backend) -> Any:
+    dtype = params[0].dtype
+    for name in ("float32", "float64"):
+        if backend.supports(name) and dtype == getattr(backend.xp, name):
+            return dtype
+    raise ConfigError(f"parameters must be float32 or float64, got {dtype}")
 
 
 def _resolve_loss(loss: Any, output: Activation) -> Loss:
     if isinstance(loss, str) and loss.lower() == "auto":
-        loss = "cross_entropy" if output.name == "softmax" else "squared_error"
+        loss = "cross_entropy" if isinstance(output, Softmax) else "squared_error"
     loss = get_loss(loss)
     loss.check_output(output)
     return loss

@@ -15,15 +15,21 @@ Adam (Kingma & Ba 2015), step t = 1, 2, ...::
     m <- b1 m + (1 - b1) g             v <- b2 v + (1 - b2) g^2
     p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
 
-Updates are made in place with the Array API's in-place operators, so the
-parameter arrays (and any views of them) stay the same objects.  Hyperparameters
-are Python floats and the step count a Python int: no host-device traffic.
+Each rule is written once, as :meth:`Optimizer.update`: a pure function of
+the parameter, its gradient and its state that returns new arrays, so it is
+correct on every Array API library, including those whose arrays cannot be
+changed in place (JAX, dask, ndonnx).  :meth:`Optimizer.step` returns the new
+parameters; the caller rebinds them.  Backend fast paths
+(:mod:`nnxp.kernels`) run the same rule in place, registered by exact class,
+reading only public attributes (``lr``, ``momentum``, ``step_size``, ...).
+Hyperparameters are Python floats and the step count a Python int: no
+host-device traffic.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from array_api_compat import array_namespace
 
@@ -45,12 +51,14 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> float:
 
 
 class Optimizer:
-    """Base class.  ``step(params, grads)`` updates ``params`` in place.
+    """Base class.  ``new_params = step(params, grads)``.
 
     ``params`` and ``grads`` are matching lists of arrays.  State (momentum,
-    moments) and the step count belong to the parameter arrays of the first
-    step (or of :meth:`load_state_dict`); given other arrays (another network,
-    or this one after ``Network.to`` or ``set_weights``), they start afresh.
+    moments) and the step count belong to the parameter arrays of the last
+    step (or of :meth:`load_state_dict`): the arrays :meth:`step` returned,
+    or the same arrays again when a fast path updated them in place.  Given
+    other arrays (another network, or this one after ``Network.to`` or
+    ``set_weights``) the state starts afresh.
     """
 
     name = ""
@@ -66,10 +74,29 @@ class Optimizer:
         self.state: dict[str, list[Any]] = {}
         self._params: list[Any] = []  # the parameter arrays the state belongs to
 
-    def step(self, params: Sequence[Any], grads: Sequence[Any],
-             update: Callable[[Any, Any, dict[str, Any]], None] | None = None) -> None:
-        """Update every parameter in place; ``update`` replaces the per-parameter
-        rule with a backend's fused kernel computing the same formula."""
+    # -- the formula ---------------------------------------------------------------
+    def update(self, p: Any, g: Any, state: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """One step for one parameter: (new p, new state).  Must not modify its arguments."""
+        raise NotImplementedError
+
+    # -- running it -----------------------------------------------------------------
+    def step(self, params: Sequence[Any], grads: Sequence[Any]) -> list[Any]:
+        """Apply :meth:`update` to every parameter; returns the new parameter arrays."""
+        self.begin_step(params, grads)
+        new = []
+        for i, (p, g) in enumerate(zip(params, grads)):
+            p, state = self.update(p, g, self.slot(i))
+            for name, value in state.items():
+                self.state[name][i] = value
+            new.append(p)
+        self._params = new
+        return new
+
+    def begin_step(self, params: Sequence[Any], grads: Sequence[Any]) -> None:
+        """Make the state belong to ``params`` and count the step (``t`` is then this step's number).
+
+        Fast paths that update in place call this, then :meth:`slot` per parameter.
+        """
         if len(params) != len(grads):
             raise ConfigError(f"{len(params)} parameters but {len(grads)} gradients")
         if len(params) != len(self._params) or any(p is not q for p, q in zip(params, self._params)):
@@ -79,17 +106,12 @@ class Optimizer:
             self.t = 0
             self._params = list(params)
         self.t += 1
-        self._begin_step()
-        update = update or self._update
-        for i, (p, g) in enumerate(zip(params, grads)):
-            update(p, g, {name: bufs[i] for name, bufs in self.state.items()})
 
-    def _begin_step(self) -> None:
-        """Per-step host-side work, once ``self.t`` counts this step."""
+    def slot(self, i: int) -> dict[str, Any]:
+        """The state arrays of parameter ``i`` by buffer name."""
+        return {name: bufs[i] for name, bufs in self.state.items()}
 
-    def _update(self, p: Any, g: Any, state: dict[str, Any]) -> None:
-        raise NotImplementedError
-
+    # -- checkpoints ----------------------------------------------------------------
     def state_dict(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(JSON-able settings and step count, state arrays by name) for checkpoints."""
         info = {"config": self.config(), "t": self.t}
@@ -144,15 +166,14 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.buffers = ("velocity",) if self.momentum else ()
 
-    def _update(self, p, g, state):
+    def update(self, p, g, state):
         if self.weight_decay:
             g = g + self.weight_decay * p
-        if self.momentum:
-            v = state["velocity"]
-            v *= self.momentum
-            v += g
-            g = g + self.momentum * v if self.nesterov else v
-        p -= self.lr * g
+        if not self.momentum:
+            return p - self.lr * g, {}
+        v = self.momentum * state["velocity"] + g
+        step = g + self.momentum * v if self.nesterov else v
+        return p - self.lr * step, {"velocity": v}
 
     def config(self):
         return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -174,24 +195,32 @@ class Adam(Optimizer):
             raise ConfigError(f"Adam betas must be in [0, 1), got {self.beta1}, {self.beta2}")
         self.eps = _positive("eps", eps)
 
-    def _begin_step(self):
-        # Bias corrections are host floats, computed once per step.
-        self._step_size = self.lr / (1.0 - self.beta1**self.t)
-        self._inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - self.beta2**self.t)
+    @property
+    def step_size(self) -> float:
+        """lr / (1 - beta1^t): the bias-corrected step of step ``t`` (a host float)."""
+        return self.lr / (1.0 - self.beta1**self.t)
 
-    def _update(self, p, g, state):
+    @property
+    def inv_sqrt_bc2(self) -> float:
+        """1 / sqrt(1 - beta2^t), so that sqrt(v_hat) = sqrt(v) * inv_sqrt_bc2."""
+        return 1.0 / math.sqrt(1.0 - self.beta2**self.t)
+
+    @property
+    def decay_factor(self) -> float:
+        """AdamW's p <- p (1 - lr wd) factor (1.0 for Adam)."""
+        return 1.0 - self.lr * self.weight_decay if self.decoupled else 1.0
+
+    def update(self, p, g, state):
+        xp = array_namespace(p, g)
         if self.weight_decay:
             if self.decoupled:
-                p *= 1.0 - self.lr * self.weight_decay
+                p = p * self.decay_factor
             else:
                 g = g + self.weight_decay * p
-        m, v = state["m"], state["v"]
-        m *= self.beta1
-        m += (1.0 - self.beta1) * g
-        v *= self.beta2
-        v += (1.0 - self.beta2) * (g * g)
-        xp = array_namespace(p)
-        p -= self._step_size * m / (xp.sqrt(v) * self._inv_sqrt_bc2 + self.eps)
+        m = self.beta1 * state["m"] + (1.0 - self.beta1) * g
+        v = self.beta2 * state["v"] + (1.0 - self.beta2) * (g * g)
+        p = p - self.step_size * m / (xp.sqrt(v) * self.inv_sqrt_bc2 + self.eps)
+        return p, {"m": m, "v": v}
 
     def config(self):
         return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

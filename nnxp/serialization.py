@@ -1,9 +1,10 @@
 """Model files: safetensors, which hold arrays and text and can never run code.
 
-A model file stores each layer's ``layers.<i>.weight`` (out, in) and
-``layers.<i>.bias`` (out,) in the network's dtype, and in its metadata the
-JSON description from :meth:`Network.config` (sizes, activations, loss,
-dtype).  It loads onto any device.  Files are written atomically (a temporary
+A model file stores each layer's parameters as ``layers.<i>.<name>`` (a
+dense layer's ``weight`` (out, in) and ``bias`` (out,)) in the network's
+dtype, and in its metadata the JSON description from :meth:`Network.config`
+(the layers, loss, dtype).  Format 1 files (dense layers only, described
+by sizes and activations) still load.  It loads onto any device.  Files are written atomically (a temporary
 file renamed into place), so an interrupted save never leaves a broken file.
 
 Training checkpoints (:mod:`nnxp.train`) use the same format with extra
@@ -29,7 +30,8 @@ from .network import Network
 __all__ = ["save", "load", "write_arrays", "read_arrays", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "nnxp"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+_READABLE_VERSIONS = ("1", "2")
 
 
 def save(net: Network, path: str | os.PathLike, *, extra_arrays: dict[str, Any] | None = None,
@@ -37,8 +39,8 @@ def save(net: Network, path: str | os.PathLike, *, extra_arrays: dict[str, Any] 
     """Write ``net`` (and optional extra arrays / JSON metadata) to ``path`` atomically."""
     arrays: dict[str, Any] = {}
     for i, layer in enumerate(net.layers):
-        arrays[f"layers.{i}.weight"] = layer.weight
-        arrays[f"layers.{i}.bias"] = layer.bias
+        for name, array in zip(layer.parameter_names, layer.parameters()):
+            arrays[f"layers.{i}.{name}"] = array
     arrays.update(extra_arrays or {})
     metadata = {"network": net.config(), **(extra_metadata or {})}
     return write_arrays(path, arrays, metadata)
@@ -56,8 +58,9 @@ def network_from(arrays: dict[str, np.ndarray], metadata: dict[str, Any], path: 
         raise DataError(f"{path}: no network description in the file; is it an nnxp model?")
     net = Network.from_config(metadata["network"], device=device)
     try:
-        pairs = [(arrays[f"layers.{i}.weight"], arrays[f"layers.{i}.bias"]) for i in range(len(net.layers))]
-        net.set_weights(pairs)
+        groups = [tuple(arrays[f"layers.{i}.{name}"] for name in layer.parameter_names)
+                  for i, layer in enumerate(net.layers) if layer.parameter_names]
+        net.set_weights(groups)
     except KeyError as exc:
         raise DataError(f"{path}: missing array {exc} for the network it describes") from None
     except NnxpError as exc:
@@ -102,7 +105,7 @@ def read_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[st
     except (ValueError, AttributeError, UnicodeDecodeError, safetensors.SafetensorError) as exc:
         raise DataError(f"{path} is not an nnxp model file ({exc}); "
                         "give a .safetensors file written by nnxp") from None
-    if raw.get("format_version") != FORMAT_VERSION:
+    if raw.get("format_version") not in _READABLE_VERSIONS:
         raise DataError(f"{path} has nnxp file format {raw.get('format_version')!r}; "
                         f"this nnxp reads {FORMAT_VERSION!r}: upgrade nnxp")
     return arrays, metadata

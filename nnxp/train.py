@@ -26,9 +26,10 @@ from array_api_compat import array_namespace
 
 from .errors import ConfigError, DivergenceError
 from .init import check_seed
+from .kernels import ArrayAPIOps, ops_for
 from .network import Network
-from .ops import ArrayAPIOps, ops_for
-from .optim import Optimizer, get_optimizer
+from .optim import Optimizer, _positive, get_optimizer
+from .validation import positive_int
 
 __all__ = ["fit", "evaluate", "History", "Callback", "count_correct", "SCHEDULES"]
 
@@ -108,12 +109,15 @@ def fit(
     infinite; the network then holds the diverged weights, so keep a
     checkpoint (the CLI does).
     """
-    epochs, batch_size = _positive_int("epochs", epochs), _positive_int("batch_size", batch_size)
+    epochs, batch_size = positive_int("epochs", epochs), positive_int("batch_size", batch_size)
     seed = check_seed(seed)
     if isinstance(optimizer, str):
         optimizer = get_optimizer(optimizer, lr=lr)
+    elif not isinstance(optimizer, Optimizer):
+        raise ConfigError(f"optimizer must be a name (sgd, momentum, nesterov, adam, adamw) or an "
+                          f"nnxp Optimizer, got {type(optimizer).__name__}")
     elif lr is not None:
-        optimizer.lr = optimizer.initial_lr = float(lr)
+        optimizer.lr = optimizer.initial_lr = _positive("learning rate", lr)
     if schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
     x = net.inputs(x)
@@ -131,7 +135,7 @@ def fit(
 
     backend = net.backend
     xp = backend.xp
-    ops = ops_for(backend, fast=fast, optimizer=optimizer)
+    ops = ops_for(backend, fast=fast)
     index_dtype = backend.index_dtype
     steps = math.ceil(n / batch_size)
     with backend.context():  # CuPy: run on the network's GPU
@@ -142,6 +146,7 @@ def fit(
             order = backend.asarray(order, index_dtype)
             loss_sum = xp.zeros((), dtype=net.dtype, device=backend.device)
             correct = xp.zeros((), dtype=index_dtype, device=backend.device)
+            rng = np.random.default_rng([seed, epoch, 1]) if net.has_randomness else None  # dropout
             bar = _ProgressBar(epoch + 1, epochs, n) if progress else None
             # A diverging run overflows; that is reported once, below, not as NumPy warnings.
             with np.errstate(over="ignore", invalid="ignore"):
@@ -150,7 +155,7 @@ def fit(
                     index = order[lo:hi]
                     xb = ops.take_rows(x, index, "x_batch")
                     yb = ops.take_rows(y, index, "y_batch")
-                    cost, a = net.train_step(xb, yb, optimizer, ops)
+                    cost, a = net.train_step(xb, yb, optimizer, ops, rng=rng)
                     loss_sum = loss_sum + cost * float(hi - lo)
                     correct = correct + count_correct(a, yb, index_dtype)
                     if bar is not None:
@@ -208,7 +213,8 @@ def _evaluate_on_device(net: Network, x: Any, y: Any, batch_size: int = 4096,
     for lo in range(0, n, batch_size):
         hi = min(n, lo + batch_size)
         xb, yb = x[lo:hi, ...], y[lo:hi, ...]
-        z, a, _ = net._forward(xb, ops)
+        z, _ = net.forward_pass(xb, ops)
+        a = net.output.forward(z)
         loss_sum = loss_sum + net.loss.value(net.output, z, a, yb) * float(xb.shape[0])
         correct = correct + count_correct(a, yb, index_dtype)
     return {prefix + "loss": float(loss_sum) / n, prefix + "accuracy": int(correct) / n}
@@ -259,13 +265,3 @@ class _ProgressBar:
 
     def close(self) -> None:
         self._bar.close()
-
-
-def _positive_int(name: str, value: Any) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}") from None
-    if number != value or number < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return number

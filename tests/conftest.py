@@ -9,7 +9,7 @@
 - ``torch``: PyTorch on the CPU through array-api-compat, when installed.
 - ``cupy``: CuPy on a CUDA GPU, when one is present (skipped otherwise,
   with the reason).
-- ``cupy-emulated``: EMULATION of CuPy on the CPU (nnxp._cupy_emulation):
+- ``cupy-emulated``: EMULATION of CuPy on the CPU (nnxp.kernels.cupy_emulation):
   NumPy buffers standing for GPU memory, run by nnxp's CuPy fast path with
   its kernels compiled as C++ by the system compiler (skipped without one).
   It proves the CuPy path's arithmetic and plumbing, not its speed.
@@ -47,7 +47,7 @@ def make_backend(name: str) -> nnxp.Backend:
             pytest.skip(f"CuPy backend: {reason}")
         return nnxp.get_backend("cuda")
     if name == "cupy-emulated":
-        from nnxp._cupy_emulation import EmulationUnavailable
+        from nnxp.kernels.cupy_emulation import EmulationUnavailable
 
         try:
             return emulated_cupy_backend()
@@ -100,6 +100,7 @@ OPTIMIZERS = {  # name: factory
     "sgd": lambda: nnxp.SGD(lr=0.05),
     "sgd-wd": lambda: nnxp.SGD(lr=0.05, weight_decay=0.01),
     "momentum": lambda: nnxp.SGD(lr=0.05, momentum=0.9),
+    "momentum-wd": lambda: nnxp.SGD(lr=0.05, momentum=0.9, weight_decay=0.01),
     "nesterov-wd": lambda: nnxp.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
     "adam": lambda: nnxp.Adam(lr=0.01),
     "adam-wd": lambda: nnxp.Adam(lr=0.01, weight_decay=0.01),

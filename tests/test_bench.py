@@ -17,7 +17,7 @@ import pytest
 import nnxp
 import nnxp.cli
 from nnxp import bench
-from nnxp.ops import ops_for
+from nnxp.kernels import ops_for
 
 SIZES = [12, 9, 7, 4]  # two hidden layers, so every backprop branch runs
 

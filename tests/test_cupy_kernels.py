@@ -19,14 +19,14 @@ given.  Loading the module (``cuModuleLoadData``) needs a GPU and is not done.
 
 Needs ``pip install 'nnxp[test-gpu]'`` (CuPy 14 for CUDA 12 and NVRTC, no
 GPU); skipped with the reason otherwise.  Numbers are checked by the CPU
-emulation in tests/test_cupy_emulation.py and, on a GPU, in tests/test_ops.py.
+emulation in tests/test_cupy_emulation.py and, on a GPU, in tests/test_kernels.py.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from nnxp._cupy_ops import KERNELS, KernelSpec
+from nnxp.kernels.cupy import KERNELS, KernelSpec
 
 ARCHS = ("90", "80")  # H100, A100
 DTYPES = ("float32", "float64")
@@ -46,7 +46,7 @@ def _cupy_compiler():
 
 
 def describe_call(name: str, spec: KernelSpec, dtype: str) -> tuple:
-    """How nnxp calls kernel ``name`` on ``dtype`` data, in the emulation's format (nnxp._cupy_emulation.SIGNATURES).
+    """How nnxp calls kernel ``name`` on ``dtype`` data, in the emulation's format (nnxp.kernels.cupy_emulation.SIGNATURES).
 
     Forward kernels add a bias (out,) to z (B, out): b broadcasts, so CuPy keeps
     2 dimensions (b not contiguous).  Every other call has operands of one

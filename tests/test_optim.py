@@ -1,5 +1,7 @@
 """One optimizer step against a hand computation in NumPy float64, and several
-steps against torch.optim when PyTorch is installed."""
+steps against torch.optim when PyTorch is installed.  Each runs through both
+executors: the optimizer's own rule (new arrays) and the backend's fast path
+(in place where the backend has one)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 
 import nnxp
+from nnxp.kernels import ops_for
 
 from conftest import RTOL, assert_on, host
 
@@ -17,35 +20,41 @@ G1 = np.array([[0.1, 0.2, -0.3], [-0.4, 0.5, 0.0]])
 G2 = np.array([[-0.2, 0.1, 0.3], [0.6, -0.5, 0.25]])
 
 
-def run(backend, dtype_name, optimizer, grads):
+@pytest.fixture(params=["reference", "fast"])
+def executor(request):
+    return request.param
+
+
+def run(backend, dtype_name, optimizer, grads, executor="reference"):
     dtype = backend.dtype(dtype_name)
     p = backend.asarray(P0, dtype, copy=True)
+    ops = ops_for(backend, fast=executor == "fast")
     for g in grads:
-        optimizer.step([p], [backend.asarray(g, dtype)])
+        [p] = ops.optimizer_step(optimizer, [p], [backend.asarray(g, dtype, copy=True)])
     assert_on(backend, p, dtype_name)
     return host(p)
 
 
-def test_sgd_step(backend, dtype_name):
-    got = run(backend, dtype_name, nnxp.SGD(lr=0.1), [G1])
+def test_sgd_step(backend, dtype_name, executor):
+    got = run(backend, dtype_name, nnxp.SGD(lr=0.1), [G1], executor)
     np.testing.assert_allclose(got, P0 - 0.1 * G1, rtol=RTOL[dtype_name])
 
 
-def test_sgd_weight_decay_step(backend, dtype_name):
-    got = run(backend, dtype_name, nnxp.SGD(lr=0.1, weight_decay=0.01), [G1])
+def test_sgd_weight_decay_step(backend, dtype_name, executor):
+    got = run(backend, dtype_name, nnxp.SGD(lr=0.1, weight_decay=0.01), [G1], executor)
     np.testing.assert_allclose(got, P0 - 0.1 * (G1 + 0.01 * P0), rtol=RTOL[dtype_name])
 
 
-def test_momentum_two_steps(backend, dtype_name):
-    got = run(backend, dtype_name, nnxp.SGD(lr=0.1, momentum=0.9), [G1, G2])
+def test_momentum_two_steps(backend, dtype_name, executor):
+    got = run(backend, dtype_name, nnxp.SGD(lr=0.1, momentum=0.9), [G1, G2], executor)
     v1 = G1
     p1 = P0 - 0.1 * v1
     v2 = 0.9 * v1 + G2
     np.testing.assert_allclose(got, p1 - 0.1 * v2, rtol=RTOL[dtype_name])
 
 
-def test_nesterov_two_steps(backend, dtype_name):
-    got = run(backend, dtype_name, nnxp.SGD(lr=0.1, momentum=0.9, nesterov=True), [G1, G2])
+def test_nesterov_two_steps(backend, dtype_name, executor):
+    got = run(backend, dtype_name, nnxp.SGD(lr=0.1, momentum=0.9, nesterov=True), [G1, G2], executor)
     v1 = G1
     p1 = P0 - 0.1 * (G1 + 0.9 * v1)
     v2 = 0.9 * v1 + G2
@@ -53,10 +62,10 @@ def test_nesterov_two_steps(backend, dtype_name):
 
 
 @pytest.mark.parametrize("decoupled", [False, True])
-def test_adam_two_steps(backend, dtype_name, decoupled):
+def test_adam_two_steps(backend, dtype_name, decoupled, executor):
     lr, b1, b2, eps, wd = 0.01, 0.9, 0.999, 1e-8, 0.1
     opt = (nnxp.AdamW if decoupled else nnxp.Adam)(lr=lr, beta1=b1, beta2=b2, eps=eps, weight_decay=wd)
-    got = run(backend, dtype_name, opt, [G1, G2])
+    got = run(backend, dtype_name, opt, [G1, G2], executor)
     p, m, v = P0.copy(), np.zeros_like(P0), np.zeros_like(P0)
     for t, g in enumerate([G1, G2], start=1):
         if decoupled:
@@ -136,10 +145,23 @@ def test_state_does_not_carry_over_to_other_parameters(make):
     used = make()
     old = cpu.asarray(np.zeros(5), cpu.dtype("float64"), copy=True)
     for _ in range(50):
-        used.step([old], [cpu.asarray(np.full(5, -0.5), old.dtype)])
+        [old] = used.step([old], [cpu.asarray(np.full(5, -0.5), old.dtype)])
     new, fresh_p = (cpu.asarray(np.zeros(3), old.dtype, copy=True) for _ in range(2))
     g = cpu.asarray(np.full(3, 0.5), old.dtype)
-    used.step([new], [g])
-    make().step([fresh_p], [g])
+    [new] = used.step([new], [g])
+    [fresh_p] = make().step([fresh_p], [g])
     np.testing.assert_allclose(new, fresh_p, rtol=1e-12)
     assert used.t == 1
+
+
+@pytest.mark.parametrize("make", [lambda: nnxp.Adam(lr=0.1), lambda: nnxp.SGD(lr=0.1, momentum=0.9)])
+def test_rebinding_keeps_the_state(backend, make, executor):
+    # Steps on the arrays the previous step returned (rebound or updated in place)
+    # continue the run: t counts on and the moments are kept.
+    opt = make()
+    dtype = backend.dtype("float32")
+    p = backend.asarray(P0, dtype, copy=True)
+    ops = ops_for(backend, fast=executor == "fast")
+    for step in range(1, 4):
+        [p] = ops.optimizer_step(opt, [p], [backend.asarray(G1, dtype, copy=True)])
+        assert opt.t == step

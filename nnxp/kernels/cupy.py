@@ -10,11 +10,13 @@ The generic Array-API step launches one kernel per operator: ``z = x @ W.T``,
   moments) in a single pass.
 
 The kernels are the same maths as :mod:`nnxp.activations` and
-:mod:`nnxp.optim`, written as CUDA C expressions; ``tests/test_ops.py``
-checks on a GPU that this path and the generic one give the same numbers,
-and ``tests/test_cupy_kernels.py`` compiles every kernel with CuPy's code
+:mod:`nnxp.optim`, written as CUDA C expressions and registered by the
+formula's exact class (a subclass runs the reference); ``tests/test_kernels.py``
+checks that this path and the reference give the same numbers,
+``tests/test_cupy_kernels.py`` compiles every kernel with CuPy's code
 generator and NVRTC for sm_90 and sm_80 (no GPU needed), so a typo cannot
-wait for a GPU to show up.
+wait for a GPU to show up, and ``tests/test_cupy_emulation.py`` runs this
+class on a CPU EMULATION of CuPy (:mod:`nnxp.kernels.cupy_emulation`).
 
 Not yet run on a GPU (no GPU was available where it was written): it is
 opt-in, with ``NNXP_CUPY_FUSED=1``; CuPy otherwise runs the generic path.
@@ -25,10 +27,11 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Any, Callable, Hashable, NamedTuple
+from typing import Any, Hashable, NamedTuple
 
-from .activations import Activation
-from .ops import BufferedOps
+from ..activations import Activation, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
+from ..optim import SGD, Adam, AdamW
+from .buffers import BufferedOps
 
 __all__ = ["CuPyOps", "fused_enabled", "KERNELS"]
 
@@ -62,11 +65,12 @@ _FORWARD = {
     "identity": KernelSpec("T b", "T z", "z = z + b"),
 }
 
-# Backward: g <- g * f'(z), with f' written from the output a (see nnxp.activations).
+# Backward: g <- g * f'(a), f' written from the output a exactly as Activation.derivative
+# (so a NaN in g stays NaN, as in the reference; c = 1 - alpha is computed on the host).
 _BACKWARD = {
-    "relu": KernelSpec("T a", "T g", "g = a > (T)0 ? g : (T)0"),
-    "leaky_relu": KernelSpec("T a, T alpha", "T g", "g = a > (T)0 ? g : alpha * g", ("alpha",)),
-    "sigmoid": KernelSpec("T a", "T g", "g = g * a * ((T)1 - a)"),
+    "relu": KernelSpec("T a", "T g", "g = g * (T)(a > (T)0)"),
+    "leaky_relu": KernelSpec("T a, T alpha, T c", "T g", "g = g * (alpha + c * (T)(a > (T)0))", ("alpha", "c")),
+    "sigmoid": KernelSpec("T a", "T g", "g = g * (a * ((T)1 - a))"),
     "tanh": KernelSpec("T a", "T g", "g = g * ((T)1 - a * a)"),
 }
 
@@ -94,6 +98,10 @@ KERNELS: dict[str, KernelSpec] = {
     **{f"nnxp_update_{k}": v for k, v in _UPDATES.items()},
 }
 
+# The formula each kernel runs, by exact class (never by name: a subclass runs the reference).
+_FORWARD_OF = {ReLU: "relu", LeakyReLU: "leaky_relu", Sigmoid: "sigmoid", Tanh: "tanh", Identity: "identity"}
+_BACKWARD_OF = {ReLU: "relu", LeakyReLU: "leaky_relu", Sigmoid: "sigmoid", Tanh: "tanh"}
+
 
 def fused_enabled() -> bool:
     return os.environ.get("NNXP_CUPY_FUSED", "0") == "1"
@@ -111,7 +119,7 @@ class CuPyOps(BufferedOps):
     name = "cupy"
 
     def __init__(self, cupy: Any = None) -> None:
-        """``cupy``: the module running the kernels (CuPy; the CPU EMULATION in tests)."""
+        """``cupy``: the module running the kernels (CuPy; its CPU EMULATION in tests)."""
         if cupy is None:
             import cupy
 
@@ -131,22 +139,22 @@ class CuPyOps(BufferedOps):
         return z
 
     def linear_activate(self, x, w, b, act, key):
-        spec_name = f"nnxp_forward_{act.name}"
-        if spec_name not in KERNELS:
+        kind = _FORWARD_OF.get(type(act))
+        if kind is None:
             return super().linear_activate(x, w, b, act, key)
         z = self._gemm(x, w.T, key)
-        args = (b, act.alpha) if act.name == "leaky_relu" else (b,)
-        _kernel(self._cp, spec_name)(*args, z)
+        args = (b, act.alpha) if kind == "leaky_relu" else (b,)
+        _kernel(self._cp, f"nnxp_forward_{kind}")(*args, z)
         return z
 
     def activation_backward(self, act: Activation, a, g):
-        spec_name = f"nnxp_backward_{act.name}"
-        if act.name == "identity":
+        if type(act) is Identity:
             return g
-        if spec_name not in KERNELS:
+        kind = _BACKWARD_OF.get(type(act))
+        if kind is None:
             return act.backward(a, g)
-        args = (a, act.alpha) if act.name == "leaky_relu" else (a,)
-        _kernel(self._cp, spec_name)(*args, g)
+        args = (a, act.alpha, 1.0 - act.alpha) if kind == "leaky_relu" else (a,)
+        _kernel(self._cp, f"nnxp_backward_{kind}")(*args, g)
         return g
 
     def weight_grad(self, delta, a_prev, key):
@@ -163,25 +171,23 @@ class CuPyOps(BufferedOps):
         out = self.buffer(key, (index.shape[0],) + tuple(x.shape[1:]), x.dtype)
         return self._cp.take(x, index, axis=0, out=out)
 
-    def optimizer_update(self, optimizer: Any) -> Callable[[Any, Any, dict[str, Any]], None] | None:
-        """A fused per-parameter update for ``optimizer``, or None to use its own."""
-        name = optimizer.name
-        if name == "sgd" and not optimizer.momentum:
-            kernel = _kernel(self._cp, "nnxp_update_sgd")
-            return lambda p, g, state: kernel(g, optimizer.lr, optimizer.weight_decay, p)
-        if name == "sgd":
-            kernel = _kernel(self._cp, "nnxp_update_momentum")
-            return lambda p, g, state: kernel(g, optimizer.lr, optimizer.weight_decay, optimizer.momentum,
-                                              optimizer.nesterov, p, state["velocity"])
-        if name in ("adam", "adamw"):
-            kernel = _kernel(self._cp, "nnxp_update_adam")
-
-            def adam(p, g, state):
+    def optimizer_step(self, optimizer, params, grads):
+        """A fused kernel per parameter for exactly SGD, Adam and AdamW; others run their own rule."""
+        kind = type(optimizer)
+        if kind not in (SGD, Adam, AdamW):
+            return optimizer.step(params, grads)
+        optimizer.begin_step(params, grads)
+        for i, (p, g) in enumerate(zip(params, grads)):
+            state = optimizer.slot(i)
+            if kind is SGD and not optimizer.momentum:
+                _kernel(self._cp, "nnxp_update_sgd")(g, optimizer.lr, optimizer.weight_decay, p)
+            elif kind is SGD:
+                _kernel(self._cp, "nnxp_update_momentum")(g, optimizer.lr, optimizer.weight_decay, optimizer.momentum,
+                                                optimizer.nesterov, p, state["velocity"])
+            else:
                 wd = 0.0 if optimizer.decoupled else optimizer.weight_decay
-                decay = 1.0 - optimizer.lr * optimizer.weight_decay if optimizer.decoupled else 1.0
-                kernel(g, optimizer._step_size, optimizer.beta1, 1.0 - optimizer.beta1, optimizer.beta2,
-                       1.0 - optimizer.beta2, optimizer.eps, optimizer._inv_sqrt_bc2, wd, decay,
-                       p, state["m"], state["v"])
-
-            return adam
-        return None
+                _kernel(self._cp, "nnxp_update_adam")(
+                    g, optimizer.step_size, optimizer.beta1, 1.0 - optimizer.beta1, optimizer.beta2,
+                    1.0 - optimizer.beta2, optimizer.eps, optimizer.inv_sqrt_bc2, wd, optimizer.decay_factor,
+                    p, state["m"], state["v"])
+        return list(params)

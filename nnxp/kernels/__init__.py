@@ -1,0 +1,45 @@
+"""How the formulas run: one reference executor and optional backend fast paths.
+
+- :mod:`~nnxp.kernels.reference`: :class:`ArrayAPIOps`, the formulas as plain
+  Array-API expressions; correct on every library.
+- :mod:`~nnxp.kernels.numpy`: :class:`NumPyOps`, the same formulas into
+  reused buffers, in place, through BLAS (SGD folded into a GEMM).
+- :mod:`~nnxp.kernels.cupy`: CuPy, cuBLAS into buffers and fused kernels.
+- :mod:`~nnxp.kernels.blas`: ``C <- alpha A^T B + beta C`` through NumPy's OpenBLAS.
+
+:func:`ops_for` picks the executor for a backend; every fast entry is keyed
+by the exact class of the formula it runs, so anything without an entry (a
+user's subclass included) runs the reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+from ..backend import EMULATED_CUPY
+from .reference import ArrayAPIOps
+
+__all__ = ["ArrayAPIOps", "ops_for"]
+
+
+def ops_for(backend: Any, fast: bool = True) -> ArrayAPIOps:
+    """The fastest correct executor for ``backend`` (the reference if ``fast`` is False)."""
+    if not fast:
+        return ArrayAPIOps()
+    if backend.name == EMULATED_CUPY:  # the CuPy fast path on the CPU EMULATION of CuPy (tests)
+        from .cupy import CuPyOps
+        from .cupy_emulation import cupy as emulated_cupy
+
+        return CuPyOps(emulated_cupy)
+    if array_api_compat.is_numpy_namespace(backend.xp):
+        from .numpy import NumPyOps
+
+        return NumPyOps()
+    if array_api_compat.is_cupy_namespace(backend.xp):
+        from .cupy import CuPyOps, fused_enabled
+
+        if fused_enabled():
+            return CuPyOps()
+    return ArrayAPIOps()
