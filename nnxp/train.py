@@ -22,14 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from .errors import ConfigError, DivergenceError
 from .init import check_seed
-from .kernels import ArrayAPIOps, ops_for
+from .kernels import ArrayAPIOps, EpochTotals, ops_for
 from .network import Network
 from .optim import Optimizer, _positive, get_optimizer
-from .validation import positive_int
+from .validation import count_correct, positive_int
 
 __all__ = ["fit", "evaluate", "History", "Callback", "count_correct", "SCHEDULES"]
 
@@ -134,7 +133,6 @@ def fit(
         progress = bool(verbose) and sys.stderr.isatty()
 
     backend = net.backend
-    xp = backend.xp
     ops = ops_for(backend, fast=fast)
     index_dtype = backend.index_dtype
     steps = math.ceil(n / batch_size)
@@ -144,8 +142,7 @@ def fit(
             optimizer.lr = optimizer.initial_lr * SCHEDULES[schedule](epoch, epochs)
             order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
             order = backend.asarray(order, index_dtype)
-            loss_sum = xp.zeros((), dtype=net.dtype, device=backend.device)
-            correct = xp.zeros((), dtype=index_dtype, device=backend.device)
+            totals = EpochTotals.zeros(backend, net.dtype)  # the batches' loss and hits, on the device
             rng = np.random.default_rng([seed, epoch, 1]) if net.has_randomness else None  # dropout
             bar = _ProgressBar(epoch + 1, epochs, n) if progress else None
             # A diverging run overflows; that is reported once, below, not as NumPy warnings.
@@ -155,13 +152,11 @@ def fit(
                     index = order[lo:hi]
                     xb = ops.take_rows(x, index, "x_batch")
                     yb = ops.take_rows(y, index, "y_batch")
-                    cost, a = net.train_step(xb, yb, optimizer, ops, rng=rng)
-                    loss_sum = loss_sum + cost * float(hi - lo)
-                    correct = correct + count_correct(a, yb, index_dtype)
+                    net.train_step(xb, yb, optimizer, ops, rng=rng, totals=totals)
                     if bar is not None:
-                        bar.update(hi, loss_sum)
-                loss = float(loss_sum) / n  # the epoch's one read of training results
-                accuracy = int(correct) / n
+                        bar.update(hi, totals.loss)
+                loss = float(totals.loss) / n  # the epoch's one read of training results
+                accuracy = int(totals.correct) / n
                 train_seconds = time.perf_counter() - started
                 if bar is not None:
                     bar.close()
@@ -218,19 +213,6 @@ def _evaluate_on_device(net: Network, x: Any, y: Any, batch_size: int = 4096,
         loss_sum = loss_sum + net.loss.value(net.output, z, a, yb) * float(xb.shape[0])
         correct = correct + count_correct(a, yb, index_dtype)
     return {prefix + "loss": float(loss_sum) / n, prefix + "accuracy": int(correct) / n}
-
-
-def count_correct(a: Any, y: Any, dtype: Any) -> Any:
-    """Number of rows whose predicted class matches the target's, as a 0-d device array.
-
-    Several outputs: argmax(a) == argmax(y).  One output: (a >= 0.5) == (y >= 0.5).
-    """
-    xp = array_namespace(a, y)
-    if a.shape[1] == 1:
-        hits = (a[:, 0] >= 0.5) == (y[:, 0] >= 0.5)
-    else:
-        hits = xp.argmax(a, axis=1) == xp.argmax(y, axis=1)
-    return xp.sum(xp.astype(hits, dtype))
 
 
 def format_record(record: dict[str, float], epochs: int) -> str:

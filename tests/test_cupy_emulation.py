@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 import nnxp
-from nnxp.kernels import cupy as _cupy_ops, ops_for
+from nnxp.kernels import cupy as _cupy_ops
+from nnxp.kernels import cupy_fused, ops_for
 from nnxp.activations import ACTIVATIONS, get_activation
 
 from conftest import OPTIMIZERS, make_backend
@@ -205,10 +206,19 @@ MISTAKES = {
 }
 
 
+def clear_kernel_caches() -> None:
+    """Forget compiled kernels, so that the next step builds them from KERNELS again."""
+    _cupy_ops._kernel.cache_clear()
+    cupy_fused.RAW_KERNELS.clear()
+    cupy_fused._raw_cache.clear()
+
+
 def mistake_caught(emulated, mistake: str, monkeypatch) -> bool:
     name, wrong, (check, hidden, dtype, optimizer) = MISTAKES[mistake]
     monkeypatch.setitem(_cupy_ops.KERNELS, name, wrong)
-    _cupy_ops._kernel.cache_clear()
+    if name.startswith("nnxp_update_"):  # the fused step's update over flat buffers is derived from it
+        monkeypatch.setitem(_cupy_ops.KERNELS, name + "_flat", _cupy_ops._flat(wrong))
+    clear_kernel_caches()
     try:
         if check == "edge":
             try:
@@ -219,7 +229,7 @@ def mistake_caught(emulated, mistake: str, monkeypatch) -> bool:
         return not fit_mismatch(emulated, hidden, "cross_entropy", "softmax", dtype, optimizer) <= UPDATE_RTOL[dtype]
     finally:
         monkeypatch.undo()
-        _cupy_ops._kernel.cache_clear()
+        clear_kernel_caches()
 
 
 @pytest.mark.parametrize("mistake", sorted(MISTAKES))
@@ -238,8 +248,48 @@ def test_kernel_calls_in_training_are_the_ones_compiled_by_nvrtc(emulated):
     for dtype in ("float32", "float64"):
         for hidden in HIDDEN:
             for optimizer in ("sgd", "momentum", "adamw"):
-                fit_updates(emulated, hidden, "cross_entropy", "softmax", dtype, optimizer, fast=True)
+                for loss, output in LOSSES:  # the fused step, and the per-operation path
+                    fit_updates(emulated, hidden, loss, output, dtype, optimizer, fast=True)
     described = {(name, describe_call(name, spec, dtype))
                  for name, spec in _cupy_ops.KERNELS.items() for dtype in ("float32", "float64")}
     assert em.SIGNATURES <= described, sorted(em.SIGNATURES - described)
     assert {name for name, _ in em.SIGNATURES} == set(_cupy_ops.KERNELS)
+
+
+# -- the budget: launches and allocations per steady-state step ----------------------------
+
+STEP_BUDGET = 12  # kernel launches per step for 784-H-10 (issue 9); allocations: none
+
+
+def per_step_counts(backend, optimizer: str, fast: bool = True, hidden: int = 64, batch: int = 32) -> dict:
+    """Launches, allocations, host reads and untracked arrays per training step, counted by the EMULATION.
+
+    One epoch of 3 steps and one of 6 are counted whole; their difference over 3
+    is a steady-state step (what an epoch does once cancels out).
+    """
+    counts = []
+    for steps in (3, 6):
+        rng = np.random.default_rng(0)
+        x, y = rng.normal(size=(batch * steps, 784)), rng.integers(0, 10, batch * steps)
+        net = nnxp.Network([784, hidden, 10], seed=1, device=backend, dtype="float32")
+        x, y = net.inputs(x), net.targets(y, len(y))
+        em.COUNTERS.reset()
+        net.fit(x, y, epochs=1, batch_size=batch, optimizer=OPTIMIZERS[optimizer](), verbose=0, fast=fast)
+        counts.append(em.COUNTERS.snapshot())
+    out = {k: (counts[1][k] - counts[0][k]) / 3 for k in ("launches", "allocations", "host_reads", "untracked")}
+    out["by_name"] = {k: (counts[1]["by_name"].get(k, 0) - counts[0]["by_name"].get(k, 0)) / 3
+                      for k in counts[1]["by_name"]}
+    return out
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw"])
+def test_a_fused_step_launches_at_most_12_kernels_and_allocates_nothing(emulated, optimizer):
+    counts = per_step_counts(emulated, optimizer)
+    assert counts["launches"] <= STEP_BUDGET, counts["by_name"]
+    assert counts["allocations"] == 0 and counts["host_reads"] == 0 and counts["untracked"] == 0, counts
+
+
+def test_the_budget_test_can_fail(emulated):
+    """The reference path on the same emulated device is far over the budget: the counter counts."""
+    counts = per_step_counts(emulated, "adam", fast=False)
+    assert counts["launches"] > 3 * STEP_BUDGET and counts["allocations"] > 3 * STEP_BUDGET

@@ -27,6 +27,7 @@ from __future__ import annotations
 import pytest
 
 from nnxp.kernels.cupy import KERNELS, KernelSpec
+from nnxp.kernels.cupy_fused import raw_kernels
 
 ARCHS = ("90", "80")  # H100, A100
 DTYPES = ("float32", "float64")
@@ -124,6 +125,26 @@ def test_kernel_compiles_with_cupys_code_generator_and_nvrtc(name, dtype, arch):
 def test_float32_kernels_do_no_double_precision_arithmetic(name):
     """A float32 kernel computing in double runs at 1/64 speed on consumer GPUs: its PTX has no f64 instruction."""
     ptx = nvrtc_compile(cuda_source(name, "float32"), "90", ptx=True).decode()
+    f64 = [line.strip() for line in ptx.splitlines() if ".f64" in line]
+    assert not f64, f"{name} computes in double precision on float32 data:\n" + "\n".join(f64[:10])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("name", sorted(raw_kernels()))
+def test_raw_kernel_compiles_with_nvrtc(name, arch):
+    """The fused step's RawKernels: CuPy compiles a RawKernel's source as given, with its options."""
+    _, _, _, compiler = _cupy_compiler()
+    source = raw_kernels()[name]
+    try:
+        cubin = nvrtc_compile(source, arch)
+    except compiler.CompileException as exc:
+        pytest.fail(f"{name} (sm_{arch}) does not compile:\n{exc}\n{source}")
+    assert cubin[:4] == b"\x7fELF" and name.encode() in cubin
+
+
+@pytest.mark.parametrize("name", sorted(n for n in raw_kernels() if n.endswith("float32")))
+def test_float32_raw_kernels_do_no_double_precision_arithmetic(name):
+    ptx = nvrtc_compile(raw_kernels()[name], "90", ptx=True).decode()
     f64 = [line.strip() for line in ptx.splitlines() if ".f64" in line]
     assert not f64, f"{name} computes in double precision on float32 data:\n" + "\n".join(f64[:10])
 

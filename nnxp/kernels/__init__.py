@@ -19,9 +19,9 @@ from typing import Any
 import array_api_compat
 
 from ..backend import EMULATED_CUPY
-from .reference import ArrayAPIOps
+from .reference import ArrayAPIOps, EpochTotals
 
-__all__ = ["ArrayAPIOps", "ops_for"]
+__all__ = ["ArrayAPIOps", "EpochTotals", "ops_for"]
 
 
 def ops_for(backend: Any, fast: bool = True) -> ArrayAPIOps:

@@ -91,11 +91,21 @@ _UPDATES = {
         ("step", "b1", "c1", "b2", "c2", "eps", "inv_sqrt_bc2", "wd", "decay")),
 }
 
+
+
+def _flat(spec: KernelSpec) -> KernelSpec:
+    """The update over the fused step's flat buffers: it also zeroes the gradient it read
+    (the bias gradients there are sums built by atomic adds)."""
+    ins = ", ".join(p for p in spec.in_params.split(", ") if p != "T g")
+    return KernelSpec(ins, spec.out_params + ", T g", spec.operation + "; g = (T)0", spec.scalars)
+
+
 #: Every kernel by name (tests/test_cupy_kernels.py compiles each one).
 KERNELS: dict[str, KernelSpec] = {
     **{f"nnxp_forward_{k}": v for k, v in _FORWARD.items()},
     **{f"nnxp_backward_{k}": v for k, v in _BACKWARD.items()},
     **{f"nnxp_update_{k}": v for k, v in _UPDATES.items()},
+    **{f"nnxp_update_{k}_flat": _flat(v) for k, v in _UPDATES.items()},
 }
 
 # The formula each kernel runs, by exact class (never by name: a subclass runs the reference).
@@ -104,7 +114,8 @@ _BACKWARD_OF = {ReLU: "relu", LeakyReLU: "leaky_relu", Sigmoid: "sigmoid", Tanh:
 
 
 def fused_enabled() -> bool:
-    return os.environ.get("NNXP_CUPY_FUSED", "0") == "1"
+    """The fused CuPy path is the default; ``NNXP_CUPY_FUSED=0`` runs the reference on CuPy."""
+    return os.environ.get("NNXP_CUPY_FUSED", "1") != "0"
 
 
 @lru_cache(maxsize=None)
@@ -125,6 +136,8 @@ class CuPyOps(BufferedOps):
 
         super().__init__()
         self._cp = cupy
+        self._fused: Any = None  # the fused step's flat buffers, built on its first call
+        self._scratch: Any = None
 
     def _empty(self, shape, dtype):
         return self._cp.empty(shape, dtype=dtype)
@@ -191,3 +204,24 @@ class CuPyOps(BufferedOps):
                     1.0 - optimizer.beta2, optimizer.eps, optimizer.inv_sqrt_bc2, wd, optimizer.decay_factor,
                     p, state["m"], state["v"])
         return list(params)
+
+    # -- the whole step, fused -------------------------------------------------------
+    def train_step(self, net, x, y, optimizer, *, rng=None, reduce=None, totals=None):
+        """The fused step (:mod:`nnxp.kernels.cupy_fused`) where it runs the reference's formulas
+        exactly; otherwise the per-operation path.  The fused step returns None for the cost:
+        the batch's loss and hits went into ``totals`` on the device."""
+        from .cupy_fused import FusedStep, fuses
+
+        if not fuses(net, optimizer, reduce, x):
+            return super().train_step(net, x, y, optimizer, rng=rng, reduce=reduce, totals=totals)
+        if self._fused is None or not self._fused.belongs_to(net):
+            self._fused = FusedStep(self, net, optimizer)
+        return None, self._fused.step(net, x, y, optimizer, totals)
+
+    def scratch_totals(self, dtype: Any) -> Any:
+        """Totals for a fused step whose caller keeps none (summed, never read)."""
+        from .reference import EpochTotals
+
+        if self._scratch is None or self._scratch.loss.dtype != dtype:
+            self._scratch = EpochTotals(self._cp.zeros((), dtype=dtype), self._cp.zeros((), dtype=self._cp.int64))
+        return self._scratch

@@ -175,7 +175,7 @@ class DeviceArray(np.ndarray):
         result = super().__getitem__(key)
         if isinstance(result, np.generic):  # CuPy gives a 0-d device array (a view), not a host scalar
             return super().__getitem__((key if isinstance(key, tuple) else (key,)) + (Ellipsis,))
-        if isinstance(result, np.ndarray) and not np.may_share_memory(result, self):
+        if isinstance(result, np.ndarray) and not np.may_share_memory(result.view(np.ndarray), self.view(np.ndarray)):
             COUNTERS.launch("numpy.gather")  # fancy indexing: a gather kernel and a new array
             COUNTERS.allocations += 1
         return result
@@ -488,13 +488,14 @@ class RawKernel:
         signatures = {m.group(1): m.group(2) for m in _SIGNATURE.finditer(code)}
         if name not in signatures:
             raise ValueError(f"EMULATION: no extern \"C\" __global__ void {name}(...) in the source")
+        typedefs = {alias: ctype.strip() for ctype, alias in re.findall(r"typedef\s+([\w ]+?)\s+(\w+)\s*;", code)}
         self.param_types = []
         for part in signatures[name].split(","):
             words = part.replace("*", " * ").split()
             words = [w for w in words if w not in ("const", "__restrict__")]
             pointer = "*" in words
             ctype = " ".join(w for w in words[:-1] if w != "*")
-            self.param_types.append((ctype, pointer))
+            self.param_types.append((typedefs.get(ctype, ctype), pointer))
 
     def __call__(self, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0, stream: Any = None) -> None:
         grid = tuple(grid) + (1,) * (3 - len(tuple(grid)))
@@ -506,7 +507,7 @@ class RawKernel:
             if pointer:
                 if not isinstance(a, DeviceArray):
                     raise TypeError(f"EMULATION: argument {k} of {self.name} must be a device array, got {type(a).__name__}")
-                if ctype in _DTYPES_BY_C and a.dtype != np.dtype(_DTYPES_BY_C[ctype]) and ctype != "T":
+                if ctype in _DTYPES_BY_C and a.dtype != np.dtype(_DTYPES_BY_C[ctype]):
                     raise TypeError(f"EMULATION: argument {k} of {self.name} is {a.dtype}, the kernel reads {ctype}")
                 holders.append(ctypes.c_void_p(a.ctypes.data))
             else:
@@ -552,7 +553,7 @@ class _EmulatedCuPy:
     ElementwiseKernel = ElementwiseKernel
     RawKernel = RawKernel
     ndarray = DeviceArray
-    float32, float64 = np.float32, np.float64
+    float32, float64, int64 = np.float32, np.float64, np.int64
     emulated = True
 
     def _alloc(self, array: np.ndarray) -> DeviceArray:
