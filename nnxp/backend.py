@@ -233,7 +233,7 @@ def backend_of(x: Any) -> Backend:
             "expected an array of an Array API library (NumPy, CuPy, PyTorch, JAX, dask, ...), "
             f"got {type(x).__name__}"
         ) from None
-    if type(x).__module__ == f"{__package__}.kernels.cupy_emulation":
+    if type(x).__module__.startswith(f"{__package__}.kernels.cupy_emulation"):
         return Backend(xp, "cpu", EMULATED_CUPY)  # a device array of the CuPy EMULATION
     return Backend(_checked(xp), array_api_compat.device(x), _library_name(xp))
 

@@ -150,9 +150,7 @@ def fit(
                 for step in range(steps):
                     lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
                     index = order[lo:hi]
-                    xb = ops.take_rows(x, index, "x_batch")
-                    yb = ops.take_rows(y, index, "y_batch")
-                    net.train_step(xb, yb, optimizer, ops, rng=rng, totals=totals)
+                    ops.train_batch(net, x, y, index, optimizer, rng=rng, totals=totals)
                     if bar is not None:
                         bar.update(hi, totals.loss)
                 loss = float(totals.loss) / n  # the epoch's one read of training results

@@ -46,21 +46,25 @@ def _cupy_compiler():
     return cupy, _kernel, core, compiler
 
 
-def describe_call(name: str, spec: KernelSpec, dtype: str) -> tuple:
+def describe_call(name: str, spec: KernelSpec, dtype: str, device_scalars: bool = False) -> tuple:
     """How nnxp calls kernel ``name`` on ``dtype`` data, in the emulation's format (nnxp.kernels.cupy_emulation.SIGNATURES).
 
     Forward kernels add a bias (out,) to z (B, out): b broadcasts, so CuPy keeps
     2 dimensions (b not contiguous).  Every other call has operands of one
     shape, all contiguous: CuPy reduces them to 1 dimension.  Scalars are cast
-    to their parameter's type.  tests/test_cupy_emulation.py checks that the
-    calls nnxp makes in training are exactly these.
+    to their parameter's type; with ``device_scalars`` (the flat updates in a
+    CUDA graph) the ``T`` ones are 1-element arrays, broadcast (not contiguous).
+    tests/test_cupy_emulation.py checks that the calls nnxp makes in training
+    are exactly these.
     """
     forward = name.startswith("nnxp_forward_")
     out = []
     for param in (p.strip() for part in (spec.in_params, spec.out_params) for p in part.split(",")):
         ptype, pname = param.split()
         ptype = dtype if ptype == "T" else ptype
-        if pname in spec.scalars:
+        if pname in spec.scalars and device_scalars and param.split()[0] == "T":
+            out.append(("array", ptype, 1, False))
+        elif pname in spec.scalars:
             out.append(("scalar", ptype))
         else:
             out.append(("array", ptype, 2 if forward else 1, not (forward and pname == "b")))
@@ -83,7 +87,11 @@ def _arginfos(cupy, _kernel, description: tuple):
     return tuple(infos)
 
 
-def cuda_source(name: str, dtype: str, spec: KernelSpec | None = None) -> str:
+#: Every call form: (kernel, device scalars?), the flat updates both ways (eager and in a CUDA graph).
+FORMS = sorted([(name, False) for name in KERNELS] + [(name, True) for name in KERNELS if name.endswith("_flat")])
+
+
+def cuda_source(name: str, dtype: str, spec: KernelSpec | None = None, device_scalars: bool = False) -> str:
     """The CUDA C++ module CuPy would compile for kernel ``name`` (or ``spec``) on ``dtype`` arrays."""
     import numpy as np
 
@@ -92,7 +100,7 @@ def cuda_source(name: str, dtype: str, spec: KernelSpec | None = None) -> str:
     kernel = cupy.ElementwiseKernel(spec.in_params, spec.out_params, spec.operation, name)
     type_map = _kernel._TypeMap((("T", np.dtype(dtype)),))
     code = _kernel._get_elementwise_kernel_code(
-        _arginfos(cupy, _kernel, describe_call(name, spec, dtype)), type_map, kernel.params,
+        _arginfos(cupy, _kernel, describe_call(name, spec, dtype, device_scalars)), type_map, kernel.params,
         kernel.operation, kernel.name, kernel.preamble)
     headers = "".join(f"#include <{h}>\n" for h in core._cupy_header_list)
     return headers + code
@@ -110,10 +118,10 @@ def nvrtc_compile(source: str, arch: str, ptx: bool = False) -> bytes:
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", sorted(KERNELS))
-def test_kernel_compiles_with_cupys_code_generator_and_nvrtc(name, dtype, arch):
+@pytest.mark.parametrize("name,device_scalars", FORMS)
+def test_kernel_compiles_with_cupys_code_generator_and_nvrtc(name, device_scalars, dtype, arch):
     _, _, _, compiler = _cupy_compiler()
-    source = cuda_source(name, dtype)
+    source = cuda_source(name, dtype, device_scalars=device_scalars)
     try:
         cubin = nvrtc_compile(source, arch)
     except compiler.CompileException as exc:
@@ -121,10 +129,10 @@ def test_kernel_compiles_with_cupys_code_generator_and_nvrtc(name, dtype, arch):
     assert cubin[:4] == b"\x7fELF" and name.encode() in cubin
 
 
-@pytest.mark.parametrize("name", sorted(KERNELS))
-def test_float32_kernels_do_no_double_precision_arithmetic(name):
+@pytest.mark.parametrize("name,device_scalars", FORMS)
+def test_float32_kernels_do_no_double_precision_arithmetic(name, device_scalars):
     """A float32 kernel computing in double runs at 1/64 speed on consumer GPUs: its PTX has no f64 instruction."""
-    ptx = nvrtc_compile(cuda_source(name, "float32"), "90", ptx=True).decode()
+    ptx = nvrtc_compile(cuda_source(name, "float32", device_scalars=device_scalars), "90", ptx=True).decode()
     f64 = [line.strip() for line in ptx.splitlines() if ".f64" in line]
     assert not f64, f"{name} computes in double precision on float32 data:\n" + "\n".join(f64[:10])
 

@@ -137,7 +137,7 @@ class FusedStep:
 
     def __init__(self, ops: Any, net: Any, optimizer: Any) -> None:
         cp = ops._cp
-        self.ops, self.cp = ops, cp
+        self.ops, self.cp, self.optimizer = ops, cp, optimizer
         params = net.parameters()
         dtype = params[0].dtype
         self.shapes = [tuple(p.shape) for p in params]
@@ -160,19 +160,36 @@ class FusedStep:
                     view[...] = old
         net.set_parameters(self.params)
         optimizer.rebind(self.params, state)
+        self.scalar_count = len(_SCALARS[type(optimizer)] if type(optimizer) is not SGD or not optimizer.momentum
+                                else _SCALARS["momentum"])
 
     def _views(self, flat: Any) -> list[Any]:
         return [flat[o:o + int(_prod(s))].reshape(s) for o, s in zip(self.offsets, self.shapes)]
 
-    def belongs_to(self, net: Any) -> bool:
-        return all(p is q for p, q in zip(net.parameters(), self.params)) and len(net.parameters()) == len(self.params)
+    def belongs_to(self, net: Any, optimizer: Any) -> bool:
+        """Whether these buffers hold ``net``'s parameters and ``optimizer``'s state."""
+        params = net.parameters()
+        return (optimizer is self.optimizer and len(params) == len(self.params)
+                and all(p is q for p, q in zip(params, self.params)))
 
     # -- one step --------------------------------------------------------------------
-    def step(self, net: Any, x: Any, y: Any, optimizer: Any, totals: Any) -> Any:
-        """One training step; returns a_L (a buffer, valid until the next step)."""
+    def step(self, net: Any, x: Any, y: Any, optimizer: Any, totals: Any, scalars: Any = None) -> Any:
+        """One training step; returns a_L (a buffer, valid until the next step).
+
+        ``scalars`` (for CUDA-graph capture): the device array the update reads the
+        per-step scalars from (:meth:`scalar_values`); then the products go through
+        the raw cuBLAS binding and the step is not counted here (the replay does).
+        """
         from .cupy import _FORWARD_OF, _BACKWARD_OF, _kernel
+        from .cupy_graph import gemm
 
         ops, cp = self.ops, self.cp
+        capture = scalars is not None
+
+        def product(a, b, key=None, out=None):
+            out = out if out is not None else ops.buffer(key, (a.shape[0], b.shape[1]), a.dtype)
+            return gemm(cp, a, b, out) if capture else cp.matmul(a, b, out=out)
+
         rows = int(x.shape[0])
         dtype = str(x.dtype)
         scalar = _scalar_type(cp, dtype)
@@ -181,14 +198,14 @@ class FusedStep:
         acts = [x]
         a = x
         for i, layer in enumerate(layers[:-1]):
-            z = ops._gemm(a, self.params[2 * i].T, ("z", i))
+            z = product(a, self.params[2 * i].T, ("z", i))
             act = layer.activation
             kind = _FORWARD_OF[type(act)]
             args = (self.params[2 * i + 1], act.alpha) if kind == "leaky_relu" else (self.params[2 * i + 1],)
             _kernel(cp, f"nnxp_forward_{kind}")(*args, z)
             a = z
             acts.append(a)
-        z = ops._gemm(a, self.params[2 * last].T, ("z", last))
+        z = product(a, self.params[2 * last].T, ("z", last))
         k = int(z.shape[1])
         delta = ops.buffer(("delta", last), (rows, k), z.dtype)
         if totals is None:
@@ -199,10 +216,10 @@ class FusedStep:
              rows, k, scalar(1.0 / rows)))
         a_out = z
         for i in range(last, -1, -1):
-            cp.matmul(delta.T, acts[i], out=self.grads[2 * i])
+            product(delta.T, acts[i], out=self.grads[2 * i])
             if i == 0:
                 break
-            g = ops._gemm(delta, self.params[2 * i], ("da", i - 1))
+            g = product(delta, self.params[2 * i], ("da", i - 1))
             act = layers[i - 1].activation
             kind = _BACKWARD_OF.get(type(act), "identity")
             alpha = getattr(act, "alpha", 0.0)
@@ -211,26 +228,39 @@ class FusedStep:
             _raw(cp, f"nnxp_bias_backward_{kind}_{dtype}")(
                 (blocks,), (256,), (acts[i], g, self.grads[2 * i - 1], rows, cols, scalar(alpha), scalar(1.0 - alpha)))
             delta = g
-        optimizer.begin_step(self.params, self.grads)  # host only: counts the step
-        self._update(optimizer)
+        if not capture:
+            optimizer.begin_step(self.params, self.grads)  # host only: counts the step
+        self._update(optimizer, scalars)
         return a_out
 
-    def _update(self, optimizer: Any) -> None:
+    def scalar_values(self, optimizer: Any) -> list[float]:
+        """The update kernel's per-step ``T`` scalars, in its parameter order (:data:`_SCALARS`)."""
+        if type(optimizer) is SGD:
+            return [optimizer.lr, optimizer.weight_decay] + ([optimizer.momentum] if optimizer.momentum else [])
+        wd = 0.0 if optimizer.decoupled else optimizer.weight_decay
+        return [optimizer.step_size, optimizer.beta1, 1.0 - optimizer.beta1, optimizer.beta2, 1.0 - optimizer.beta2,
+                optimizer.eps, optimizer.inv_sqrt_bc2, wd, optimizer.decay_factor]
+
+    def _update(self, optimizer: Any, scalars: Any = None) -> None:
+        """The flat update; with ``scalars`` (a device array) its T scalars are read from there."""
         from .cupy import _kernel
 
         cp, p, g = self.cp, self.flat_p, self.flat_g
+        values = self.scalar_values(optimizer)
+        if scalars is not None:  # 1-element views, broadcast by the kernel: nothing baked into a graph
+            values = [scalars[j:j + 1] for j in range(len(values))]
         if type(optimizer) is SGD and not optimizer.momentum:
-            _kernel(cp, "nnxp_update_sgd_flat")(optimizer.lr, optimizer.weight_decay, p, g)
+            _kernel(cp, "nnxp_update_sgd_flat")(*values, p, g)
         elif type(optimizer) is SGD:
-            _kernel(cp, "nnxp_update_momentum_flat")(optimizer.lr, optimizer.weight_decay, optimizer.momentum,
-                                                     optimizer.nesterov, p, self.flat_state["velocity"], g)
+            _kernel(cp, "nnxp_update_momentum_flat")(*values, optimizer.nesterov, p, self.flat_state["velocity"], g)
         else:
-            wd = 0.0 if optimizer.decoupled else optimizer.weight_decay
-            _kernel(cp, "nnxp_update_adam_flat")(
-                optimizer.step_size, optimizer.beta1, 1.0 - optimizer.beta1, optimizer.beta2, 1.0 - optimizer.beta2,
-                optimizer.eps, optimizer.inv_sqrt_bc2, wd, optimizer.decay_factor,
-                p, self.flat_state["m"], self.flat_state["v"], g)
+            _kernel(cp, "nnxp_update_adam_flat")(*values, p, self.flat_state["m"], self.flat_state["v"], g)
 
+
+# The update kernels' T scalars, in order (see scalar_values).
+_SCALARS = {SGD: ("lr", "wd"), "momentum": ("lr", "wd", "mu"),
+            Adam: ("step", "b1", "c1", "b2", "c2", "eps", "inv_sqrt_bc2", "wd", "decay")}
+_SCALARS[AdamW] = _SCALARS[Adam]
 
 _raw_cache: dict[tuple[int, str], Any] = {}
 

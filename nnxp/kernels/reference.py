@@ -96,6 +96,14 @@ class ArrayAPIOps:
         totals.correct = totals.correct + count_correct(a, y, totals.correct.dtype)
 
     # -- a whole step --------------------------------------------------------------
+    def train_batch(self, net: Any, x: Any, y: Any, index: Any, optimizer: Any, *, rng: Any = None,
+                    totals: EpochTotals | None = None) -> Any:
+        """One training step on rows ``index`` of (x, y) (the whole data, on the device):
+        gathers the batch, then :meth:`train_step`.  Returns the outputs a_L."""
+        xb = self.take_rows(x, index, "x_batch")
+        yb = self.take_rows(y, index, "y_batch")
+        return net.train_step(xb, yb, optimizer, self, rng=rng, totals=totals)[1]
+
     def train_step(self, net: Any, x: Any, y: Any, optimizer: Any, *, rng: Any = None,
                    reduce: Callable[[list[Any]], list[Any]] | None = None,
                    totals: EpochTotals | None = None) -> tuple[Any, Any]:

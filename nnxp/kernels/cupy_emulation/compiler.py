@@ -1,40 +1,4 @@
-"""EMULATION of the CuPy subset nnxp uses, on the CPU: it proves arithmetic and plumbing, never speed.
-
-No GPU is available to this project, so the CuPy fast path
-(:class:`nnxp.kernels.cupy.CuPyOps`) is run in CI against this stand-in for the
-``cupy`` module.  What is emulated, and how:
-
-- ``ElementwiseKernel(in_params, out_params, operation, name)``: the
-  operation (CUDA C++) is compiled *as C++* by the system compiler (``g++``
-  or ``$CXX``) inside a loop written like CuPy's generated one: inputs bound as
-  ``const T &b``, outputs as ``T &z``, the loop index ``i``, ``typedef`` for the
-  placeholder ``T``.  Calls follow CuPy's rules: the number of arguments
-  (inputs, or inputs and outputs), arrays of one library (a NumPy array is
-  adopted but counted as
-  ``untracked``: CuPy would refuse it), ``T`` bound by the array arguments (a mismatch is
-  a ``TypeError``), typed array parameters needing that exact dtype, Python
-  scalars cast to the parameter's type (``T`` or ``float64``...), broadcasting
-  of every non-raw array, outputs of exactly the broadcast shape, missing
-  outputs allocated.
-- ``RawKernel(code, name)``: compiled as C++ with ``threadIdx``/``blockIdx``
-  set by a serial loop over the grid and block; ``atomicAdd`` is a plain add
-  (the loop is serial).  Kernels using ``__shared__`` or ``__syncthreads``
-  are refused: a serial loop would not emulate them.  Arguments follow CuPy:
-  arrays as pointers, Python ``float`` as ``double``, ``int`` as ``long long``,
-  NumPy scalars as their dtype; a scalar whose type differs from the kernel's
-  declared parameter type raises ``TypeError`` (on a GPU it is silently
-  misread).
-- ``matmul``, ``sum``, ``take``, ``empty``, ``zeros``, ``asarray``: by NumPy.
-
-Arrays are :class:`DeviceArray` (an ``ndarray`` subclass standing for device
-memory).  :data:`COUNTERS` counts kernel launches (one per ``ElementwiseKernel``
-/ ``RawKernel`` call, per ``matmul``/``sum``/``take``, and per NumPy operation
-run on device arrays by the generic code), allocations of device arrays, host
-reads (``float(x)``, ``int(x)``, ``bool(x)``), and arrays that met a
-device array without having been created as one (``untracked``).  Not emulated:
-timing, streams, memory pools, denormal flushing (``-ftz=true``), fused
-multiply-add contraction, thread-order effects of atomics.
-"""
+"""EMULATION: CuPy's ElementwiseKernel and RawKernel, their CUDA bodies compiled as C++ by the system compiler."""
 
 from __future__ import annotations
 
@@ -46,199 +10,12 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["COUNTERS", "DeviceArray", "ElementwiseKernel", "RawKernel", "compiler", "cupy",
-           "EmulationUnavailable"]
-
-
-class EmulationUnavailable(RuntimeError):
-    """No C++ compiler: the emulation cannot run (tests skip with this reason)."""
-
-
-# -- counting ----------------------------------------------------------------------
-
-
-@dataclass
-class Counters:
-    """What a GPU would have done: kernel launches, device allocations, host reads."""
-
-    launches: int = 0
-    allocations: int = 0
-    host_reads: int = 0
-    untracked: int = 0
-    by_name: Counter = field(default_factory=Counter)
-
-    def reset(self) -> None:
-        self.launches = self.allocations = self.host_reads = self.untracked = 0
-        self.by_name.clear()
-
-    def launch(self, name: str) -> None:
-        self.launches += 1
-        self.by_name[name] += 1
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"launches": self.launches, "allocations": self.allocations,
-                "host_reads": self.host_reads, "untracked": self.untracked,
-                "by_name": dict(self.by_name)}
-
-
-COUNTERS = Counters()
-
-#: Every ElementwiseKernel call seen, as (name, argument descriptions): an array is
-#: ("array", dtype, ndim, c_contiguous) after CuPy's broadcasting and dimension
-#: reduction (all contiguous operands of one shape become 1-D; otherwise the broadcast
-#: dimensions stay), a scalar ("scalar", dtype) after the cast to its parameter's type.
-#: tests/test_cupy_kernels.py compiles kernels for exactly these descriptions.
-SIGNATURES: set[tuple[str, tuple]] = set()
-
-
-# -- device arrays ------------------------------------------------------------------
-
-
-def _plain(x: Any) -> Any:
-    return x.view(np.ndarray) if isinstance(x, DeviceArray) else x
-
-
-def _device(x: Any, allocated: bool) -> Any:
-    if isinstance(x, np.ndarray) and not isinstance(x, DeviceArray):
-        if allocated:
-            COUNTERS.allocations += 1
-        return x.view(DeviceArray)
-    if isinstance(x, tuple):
-        return tuple(_device(v, allocated) for v in x)
-    return x
-
-
-def _note_untracked(values: Any) -> None:
-    for v in values:
-        if isinstance(v, np.ndarray) and not isinstance(v, DeviceArray) and v.ndim > 0:
-            COUNTERS.untracked += 1
-
-
-def _adopt(args: tuple) -> tuple:
-    """Plain NumPy arrays given where device arrays belong, as device arrays, counted as ``untracked``.
-
-    CuPy would refuse a NumPy array (``TypeError: Unsupported type``).  Here one
-    is usually a device array that lost its type inside a NumPy-based helper
-    (array-api-compat's ``asarray(x, copy=True)`` returns a plain ``ndarray``),
-    so it is adopted and counted; tests that care assert ``untracked == 0``.
-    """
-    _note_untracked(args)
-    return tuple(a.view(DeviceArray) if isinstance(a, np.ndarray) and not isinstance(a, DeviceArray) else a
-                 for a in args)
-
-
-def _owns_data(result: Any, inputs: list[Any]) -> bool:
-    """Whether ``result`` is new memory (not a view of an input)."""
-    if not isinstance(result, np.ndarray):
-        return False
-    return not any(isinstance(a, np.ndarray) and np.may_share_memory(result, a) for a in inputs)
-
-
-class DeviceArray(np.ndarray):
-    """EMULATION: an array standing for GPU memory; every NumPy operation on it is one counted launch."""
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        out = kwargs.get("out")
-        _note_untracked(inputs)
-        args = [_plain(a) for a in inputs]
-        if out is not None:
-            kwargs["out"] = tuple(_plain(o) for o in out)
-        COUNTERS.launch(f"numpy.{ufunc.__name__}.{method}" if method != "__call__" else f"numpy.{ufunc.__name__}")
-        result = getattr(ufunc, method)(*args, **kwargs)
-        if out is not None:
-            return out[0] if len(out) == 1 else out
-        if isinstance(result, tuple):
-            return tuple(_device(_zero_d(r), True) for r in result)
-        return _device(_zero_d(result), True)
-
-    def __array_function__(self, func, types, args, kwargs):
-        flat = list(args) + list(kwargs.values())
-        _note_untracked(flat)
-        plain_args = [_plain_tree(a) for a in args]
-        plain_kwargs = {k: _plain_tree(v) for k, v in kwargs.items()}
-        result = _zero_d(func(*plain_args, **plain_kwargs))
-        inputs = [_plain(a) for a in _leaves(flat)]
-        new = isinstance(result, np.ndarray) and _owns_data(result, inputs)
-        if new or not isinstance(result, np.ndarray):
-            COUNTERS.launch(f"numpy.{func.__name__}")
-        if "out" in kwargs and kwargs["out"] is not None:
-            return kwargs["out"]
-        return _device(result, new) if isinstance(result, np.ndarray) else result
-
-    def __getitem__(self, key):
-        result = super().__getitem__(key)
-        if isinstance(result, np.generic):  # CuPy gives a 0-d device array (a view), not a host scalar
-            return super().__getitem__((key if isinstance(key, tuple) else (key,)) + (Ellipsis,))
-        if isinstance(result, np.ndarray) and not np.may_share_memory(result.view(np.ndarray), self.view(np.ndarray)):
-            COUNTERS.launch("numpy.gather")  # fancy indexing: a gather kernel and a new array
-            COUNTERS.allocations += 1
-        return result
-
-    def astype(self, dtype, *args, **kwargs):
-        copy = kwargs.get("copy", True)
-        if not copy and np.dtype(dtype) == self.dtype:
-            return self
-        COUNTERS.launch("numpy.astype")
-        COUNTERS.allocations += 1
-        return np.ndarray.astype(self.view(np.ndarray), dtype, *args, **kwargs).view(DeviceArray)
-
-    def copy(self, order="C"):
-        COUNTERS.launch("numpy.copy")
-        COUNTERS.allocations += 1
-        return np.ndarray.copy(self.view(np.ndarray), order).view(DeviceArray)
-
-    def _host_read(self, convert):
-        COUNTERS.host_reads += 1
-        return convert(self.view(np.ndarray))
-
-    def __float__(self):
-        return self._host_read(float)
-
-    def __int__(self):
-        return self._host_read(int)
-
-    def __bool__(self):
-        return self._host_read(bool)
-
-    def __index__(self):
-        return self._host_read(lambda a: a.__index__())
-
-    def get(self) -> np.ndarray:
-        """The host copy, as ``cupy.ndarray.get()``."""
-        COUNTERS.host_reads += 1
-        return np.array(self.view(np.ndarray))
-
-
-def _zero_d(x: Any) -> Any:
-    """A NumPy scalar result as a 0-d array (CuPy returns 0-d device arrays, never host scalars)."""
-    return np.asarray(x) if isinstance(x, np.generic) else x
-
-
-def _leaves(values):
-    for v in values:
-        if isinstance(v, (list, tuple)):
-            yield from _leaves(v)
-        else:
-            yield v
-
-
-def _plain_tree(v):
-    if isinstance(v, (list, tuple)):
-        return type(v)(_plain_tree(x) for x in v)
-    return _plain(v)
-
-
-def to_device(x: Any) -> DeviceArray:
-    """A copy of host data as a device array (a transfer: counted as one allocation)."""
-    COUNTERS.allocations += 1
-    return np.array(x, copy=True).view(DeviceArray)
-
+from .device import COUNTERS, SIGNATURES, DeviceArray, EmulationUnavailable, _adopt, _device, capturing, record
 
 # -- the C++ compiler -----------------------------------------------------------------
 
@@ -406,10 +183,17 @@ class ElementwiseKernel:
                 values.append(np.broadcast_to(a.view(np.ndarray), shape) if p.is_const else a.view(np.ndarray))
             else:
                 values.append(np.asarray(a).astype(dtype_of(p)))  # CScalar.apply_dtype
-        COUNTERS.launch(self.name)
         SIGNATURES.add((self.name, _describe(values, [isinstance(a, DeviceArray) for a in ins + outs], shape)))
-        if int(np.prod(shape)) > 0:
-            self._run(shape, values, [dtype_of(p) for p in self.params], [isinstance(a, DeviceArray) for a in ins + outs])
+        run_args = (shape, values, [dtype_of(p) for p in self.params], [isinstance(a, DeviceArray) for a in ins + outs])
+        if capturing():  # host scalars are baked in now, as in a CUDA graph
+            if len(args) < self.nin + self.nout:
+                raise RuntimeError("EMULATION: an output allocated during CUDA-graph capture")
+            self._compiled_for(*run_args)
+            record(self.name, lambda: self._run(*run_args))
+        else:
+            COUNTERS.launch(self.name)
+            if int(np.prod(shape)) > 0:
+                self._run(*run_args)
         if self.no_return:
             return None
         if self.nout == 1 and not self.return_tuple:
@@ -443,7 +227,7 @@ extern "C" void {fn}(char** data, const long long* strides, const long long* sha
 }}
 """)
 
-    def _run(self, shape, values, dtypes, is_array) -> None:
+    def _compiled_for(self, shape, values, dtypes, is_array) -> Any:
         ndim = len(shape)
         key = (ndim, tuple(dtypes), tuple(is_array))
         fn = self._compiled.get(key)
@@ -452,6 +236,11 @@ extern "C" void {fn}(char** data, const long long* strides, const long long* sha
             fn = getattr(_compile(self._source(ndim, dtypes, is_array, types)), f"nnxp_emulated_{self.name}")
             fn.restype = None
             self._compiled[key] = fn
+        return fn
+
+    def _run(self, shape, values, dtypes, is_array) -> None:
+        ndim = len(shape)
+        fn = self._compiled_for(shape, values, dtypes, is_array)
         n = len(values)
         data = (ctypes.c_void_p * n)(*[v.ctypes.data for v in values])
         width = max(ndim, 1)
@@ -522,11 +311,15 @@ class RawKernel:
                 holders.append(np.array(a, dtype=dtype))
         pointers = (ctypes.c_void_p * len(holders))(*[
             ctypes.addressof(h) if isinstance(h, ctypes.c_void_p) else h.ctypes.data for h in holders])
-        COUNTERS.launch(self.name)
         if self._fn is None:
             self._fn = getattr(_compile(self._source()), f"nnxp_launch_{self.name}")
             self._fn.restype = None
-        self._fn(pointers, *(ctypes.c_uint(v) for v in grid + block))
+        fn, dims = self._fn, [ctypes.c_uint(v) for v in grid + block]
+        if capturing():  # the holders (scalars baked in now) live as long as the graph
+            record(self.name, lambda: (holders, fn(pointers, *dims)))
+            return
+        COUNTERS.launch(self.name)
+        fn(pointers, *dims)
 
     def _source(self) -> str:
         call = ", ".join(
@@ -544,52 +337,3 @@ extern "C" void nnxp_launch_{self.name}(void** args, unsigned gx, unsigned gy, u
 """
 
 
-# -- the cupy module --------------------------------------------------------------------
-
-
-class _EmulatedCuPy:
-    """EMULATION of the ``cupy`` functions nnxp calls; products and reductions by NumPy."""
-
-    ElementwiseKernel = ElementwiseKernel
-    RawKernel = RawKernel
-    ndarray = DeviceArray
-    float32, float64, int64 = np.float32, np.float64, np.int64
-    emulated = True
-
-    def _alloc(self, array: np.ndarray) -> DeviceArray:
-        return _device(array, True)
-
-    def empty(self, shape, dtype=np.float64) -> DeviceArray:
-        return self._alloc(np.empty(shape, dtype=dtype))
-
-    def zeros(self, shape, dtype=np.float64) -> DeviceArray:
-        COUNTERS.launch("cupy.zeros")  # a memset
-        return self._alloc(np.zeros(shape, dtype=dtype))
-
-    def asarray(self, a, dtype=None) -> DeviceArray:
-        if isinstance(a, DeviceArray) and (dtype is None or a.dtype == dtype):
-            return a
-        COUNTERS.launch("cupy.asarray")
-        return self._alloc(np.array(_plain(a), dtype=dtype))
-
-    def _op(self, name: str, fn, args, out):
-        args = _adopt(args)
-        COUNTERS.launch(f"cupy.{name}")
-        if out is None:
-            return self._alloc(fn(*(_plain(a) for a in args)))
-        if not isinstance(out, DeviceArray):
-            raise TypeError("Output arguments must be cupy.ndarray")
-        fn(*(_plain(a) for a in args), out=_plain(out))
-        return out
-
-    def matmul(self, a, b, out=None):
-        return self._op("matmul", np.matmul, (a, b), out)
-
-    def sum(self, a, axis=None, out=None):
-        return self._op("sum", lambda x, out=None: np.sum(x, axis=axis, out=out), (a,), out)
-
-    def take(self, a, indices, axis=None, out=None):
-        return self._op("take", lambda x, i, out=None: np.take(x, i, axis=axis, out=out), (a, indices), out)
-
-
-cupy = _EmulatedCuPy()
