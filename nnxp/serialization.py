@@ -23,7 +23,7 @@ import safetensors
 import safetensors.numpy
 
 from .backend import to_numpy
-from .data._atomic import atomic_write_bytes
+from ._files import atomic_write_bytes
 from .errors import DataError, NnxpError
 from .network import Network
 

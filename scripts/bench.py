@@ -11,7 +11,7 @@ The same as ``nnxp bench ARGS``; see ``nnxp bench --help``.  Examples::
 
 import sys
 
-from nnxp.bench import main
+from nnxp.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(["bench", *sys.argv[1:]]))

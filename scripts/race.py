@@ -10,7 +10,7 @@ The same as ``nnxp bench --race ARGS``; see ``nnxp bench --help``.  Examples::
 
 import sys
 
-from nnxp.bench import race_main
+from nnxp.cli import main
 
 if __name__ == "__main__":
-    sys.exit(race_main(sys.argv[1:]))
+    sys.exit(main(["bench", "--race", *[a for a in sys.argv[1:] if a != "--race"]]))

@@ -121,11 +121,11 @@ def test_targets_are_checked_from_the_cases():
     case = {"sizes": [784, 256, 10], "batch": 128, "flops": 1,
             "contenders": {n: {"median_ms": ms} for n, ms in
                            [("nnxp-sgd", 1.0), ("numpy-ref", 1.0), ("torch-sgd", 1.5), ("gemm-floor", 0.8)]}}
-    bench._add_ratios(case)
+    bench.add_ratios(case)
     t = bench.check_targets({"cases": [case]})
     assert t["nnxp_over_ref"]["met"] and t["torch_over_nnxp"]["met"] and t["floor_fraction"]["met"]
     case["contenders"]["gemm-floor"]["median_ms"] = 0.5
-    bench._add_ratios(case)
+    bench.add_ratios(case)
     assert bench.check_targets({"cases": [case]})["floor_fraction"]["met"] is False
 
 
@@ -133,7 +133,7 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
     out = tmp_path / "bench.json"
     args = ["--quick", "--sizes", "20-8-10", "--batches", "8", "--repeats", "3", "--min-sample-ms", "1",
             "--warmup-ms", "2", "--settle-ms", "0", "--max-wait", "0", "--json", str(out)]
-    assert bench.main(args) == 0
+    assert nnxp.cli.main(["bench", *args]) == 0
     printed = capsys.readouterr().out
     assert "median ms per step" in printed and "20-8-10" in printed
     result = json.loads(out.read_text())
@@ -155,12 +155,12 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
         assert c["q1_ms"] <= c["median_ms"] <= c["q3_ms"]
     assert "machine" in result and "OPENBLAS_CORETYPE" in result["machine"]
     # the report can be rebuilt from the file, as markdown too, and put into a README
-    assert bench.main(["--from-json", str(out), "--markdown"]) == 0
+    assert nnxp.cli.main(["bench", "--from-json", str(out), "--markdown"]) == 0
     assert "| 20-8-10 | 8 |" in capsys.readouterr().out
     readme = tmp_path / "README.md"
     intro = "# Intro\nThe lines `<!-- nnxp-bench:step -->` and `<!-- /nnxp-bench:step -->` mark it.\n"
     readme.write_text(intro + "<!-- nnxp-bench:step -->\nold table\n<!-- /nnxp-bench:step -->\n## After\n")
-    assert bench.main(["--from-json", str(out), "--readme", str(readme)]) == 0
+    assert nnxp.cli.main(["bench", "--from-json", str(out), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert text.startswith(intro + "<!-- nnxp-bench:step -->\n")
     assert text.endswith("<!-- /nnxp-bench:step -->\n## After\n")
@@ -170,8 +170,8 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
 def test_race_runs_end_to_end(tmp_path):
     pytest.importorskip("torch", reason="PyTorch is not installed")
     out = tmp_path / "race.json"
-    assert bench.race_main(["--dataset", "bundled", "--target", "0.5", "--max-epochs", "2",
-                            "--race-repeats", "1", "--max-wait", "0", "--json", str(out)]) == 0
+    assert nnxp.cli.main(["bench", "--race", "--dataset", "bundled", "--target", "0.5", "--max-epochs", "2",
+                          "--race-repeats", "1", "--max-wait", "0", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["kind"] == "race" and result["settings"]["dataset"] == "bundled"
     assert [r["contender"] for r in result["runs"]] == ["nnxp", "torch"]
@@ -189,10 +189,10 @@ def test_bench_without_a_gpu_is_one_line_exit_2(capsys):
 
 
 def test_bench_bad_arguments_exit_2(capsys):
-    assert bench.main(["--sizes", "784-x-10"]) == 2
+    assert nnxp.cli.main(["bench", "--sizes", "784-x-10"]) == 2
     err = capsys.readouterr().err.strip()
     assert "784-x-10" in err and "\n" not in err
-    assert bench.main(["--quick", "--json", "/nonexistent-dir/x.json"]) == 2
+    assert nnxp.cli.main(["bench", "--quick", "--json", "/nonexistent-dir/x.json"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("nnxp: error: ") and "does not exist" in err
 

@@ -28,7 +28,7 @@ import nnxp.data.datasets as datasets_mod
 import nnxp.data.download as download_mod
 from nnxp.data import Dataset, default_cache_dir, find_dataset_files, load_dataset
 from nnxp.data import read_idx, read_images, read_labels, write_idx
-from nnxp.data._atomic import atomic_open, atomic_write_bytes
+from nnxp._files import atomic_open, atomic_write_bytes
 from nnxp.data.download import FILES, download
 from nnxp.errors import DataError, DownloadError, ShapeError
 
@@ -666,8 +666,8 @@ def test_load_dataset_downloads_into_cache(server, remote_files, tmp_path, monke
 # ----------------------------------------------------------------------------- imports
 
 
-def test_data_package_imports_only_stdlib_numpy_and_errors():
-    allowed_nnxp = {"nnxp.errors"}
+def test_data_package_imports_only_stdlib_numpy_errors_and_files():
+    allowed_nnxp = {"nnxp.errors", "nnxp._files"}
     for path in (REPO / "nnxp" / "data").glob("*.py"):
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):

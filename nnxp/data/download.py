@@ -20,7 +20,7 @@ from typing import Union
 from collections.abc import Callable, Mapping, Sequence
 
 from nnxp.errors import DataError, DownloadError
-from nnxp.data._atomic import atomic_open
+from nnxp._files import atomic_open
 
 PathLike = Union[str, "os.PathLike[str]"]
 Progress = Callable[[int, int | None], None]

@@ -30,7 +30,7 @@ from typing import Union
 import numpy as np
 
 from nnxp.errors import DataError, ShapeError
-from nnxp.data._atomic import atomic_open
+from nnxp._files import atomic_open
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -1,0 +1,160 @@
+"""Every argument type of the ``nnxp`` command, and the arguments several commands share.
+
+Each type rejects a bad value with a message naming the fix; argparse turns it
+into one line ``nnxp: error: ...`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..bench import CONTENDERS
+from ..errors import DataError
+
+__all__ = [
+    "add_data_arguments", "add_device_argument", "bench_contenders", "check_writable", "int_list",
+    "layer_sizes", "load_data", "nonnegative_float", "nonnegative_int", "positive_float",
+    "positive_int", "sizes_list",
+]
+
+
+# -- flag value types: each rejects bad values with a message naming the fix ------------------
+
+def _number(convert, what: str, ok, requirement: str):
+    """An argparse type: ``convert`` the text, then check ``ok(value)``."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} {requirement}")
+        return value
+    return parse
+
+
+positive_int = _number(int, "a whole number", lambda v: v >= 1, "must be at least 1")
+nonnegative_int = _number(int, "a whole number", lambda v: v >= 0, "must be zero or more")
+positive_float = _number(float, "a number", lambda v: 0 < v < float("inf"), "must be a positive number")
+nonnegative_float = _number(float, "a number", lambda v: 0 <= v < float("inf"), "must be zero or positive")
+
+
+def layer_sizes(text: str) -> list[int]:
+    """``"256,128"`` -> [256, 128]; ``""`` or ``"none"`` -> no hidden layer."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma list of layer widths, e.g. 256 or 256,128") from None
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: layer widths must be at least 1")
+    return sizes
+
+
+def sizes_list(text: str) -> list[list[int]]:
+    """``"784-256-10,784-1024-1024-10"`` -> [[784, 256, 10], [784, 1024, 1024, 10]]."""
+    out = []
+    for part in text.split(","):
+        try:
+            sizes = [int(s) for s in part.strip().split("-")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{part!r} is not a dash-separated list of layer widths, e.g. 784-256-10") from None
+        if len(sizes) < 2 or any(s < 1 for s in sizes):
+            raise argparse.ArgumentTypeError(f"{part!r}: give 2 or more positive widths, e.g. 784-256-10")
+        out.append(sizes)
+    return out
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of whole numbers, e.g. 64,128") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: values must be at least 1")
+    return values
+
+
+def bench_contenders(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    names = ["numpy-ref" if n == "cupy-ref" else n for n in names]
+    bad = [n for n in names if n not in CONTENDERS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown contender(s) {', '.join(bad) or text!r}: "
+                                         f"choose from {', '.join(CONTENDERS)}")
+    return names
+
+
+def check_writable(path: Path | None) -> None:
+    """Fail before training, not after it, if ``path`` cannot be written."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise DataError(f"{path} is a directory: give a file name, e.g. {path / 'model.safetensors'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise DataError(f"cannot write {path}: directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise DataError(f"cannot write {path}: permission denied; choose another path")
+
+
+# -- shared arguments ------------------------------------------------------------------------
+
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,cuda:N}",
+                   help="where to compute: auto (CUDA if CuPy sees a GPU, else CPU), cpu, cuda, "
+                        "cuda:N (default: auto)")
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="bundled", choices=["bundled", "mnist", "fashion-mnist"],
+                   help="bundled: 5,000 MNIST digits shipped with nnxp (offline); mnist, "
+                        "fashion-mnist: the full sets (default: bundled)")
+    p.add_argument("--data-dir", type=Path, metavar="DIR",
+                   help="directory holding the four IDX files (default: the cache "
+                        "$NNXP_CACHE_DIR or ~/.cache/nnxp/<dataset>, and Debian's "
+                        "/usr/share/datasets/fashion-mnist)")
+    p.add_argument("--download", action="store_true",
+                   help="download the dataset if it is not found (SHA-256 verified)")
+
+
+def load_data(args: argparse.Namespace):
+    from ..data import load_dataset
+
+    progress = _DownloadProgress(args.dataset) if args.download else None
+    try:
+        return load_dataset(args.dataset, args.data_dir, download=args.download, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+class _DownloadProgress:
+    """Says that a download started, and shows a byte count bar per file on a terminal."""
+
+    def __init__(self, dataset: str):
+        self.dataset, self.bar, self.started = dataset, None, False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.started:
+            self.started = True
+            print(f"nnxp: downloading {self.dataset} (each file's SHA-256 is checked)", file=sys.stderr)
+        if not sys.stderr.isatty():
+            return
+        if self.bar is None or done < self.bar.n:  # a new file (or the next mirror)
+            from tqdm import tqdm
+
+            self.close()
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, leave=False, file=sys.stderr)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -1,0 +1,62 @@
+"""The ``nnxp`` parser (one subcommand per command module) and :func:`main`, which turns
+every :class:`~nnxp.errors.NnxpError` into one line ``nnxp: error: ...`` and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import DivergenceError, NnxpError
+from . import bench, evaluate, images, train
+
+__all__ = ["main", "build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nnxp", description="Neural networks on NumPy (CPU) or CuPy (CUDA GPUs).")
+    parser.add_argument("--version", action="version", version=f"nnxp {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    for command_group in (train, evaluate, images, bench):
+        command_group.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed)
+        return exc.code if isinstance(exc.code, int) else 0
+    args.argv = argv  # the command line, for commands that record it (bench)
+    try:
+        return int(args.func(args) or 0)
+    except DivergenceError as exc:
+        print(f"nnxp: {exc}", file=sys.stderr)
+        return 1
+    except NnxpError as exc:
+        print(f"nnxp: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        hint = getattr(args, "resume_hint", None)
+        print("\nnnxp: interrupted" + (f"; resume with: {hint}" if hint else ""), file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `nnxp images | head`: the reader left, which is fine
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""``nnxp train``: train a digit recogniser, checkpointing after every epoch; ``--resume``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import ConfigError, DataError, DivergenceError
+from .args import (add_data_arguments, add_device_argument, check_writable, layer_sizes, load_data,
+                   nonnegative_float, nonnegative_int, positive_float, positive_int)
+
+__all__ = ["add_commands", "cmd_train"]
+
+
+def add_commands(commands: Any) -> None:
+    p = commands.add_parser("train", help="train a digit recogniser",
+                            description="Train an MLP on MNIST-style data. Writes a checkpoint "
+                                        "after every epoch; --resume continues an interrupted run.")
+    add_device_argument(p)
+    add_data_arguments(p)
+    p.add_argument("--hidden", type=layer_sizes, default=[256], metavar="N[,N...]",
+                   help="hidden layer widths, comma-separated (default: 256)")
+    p.add_argument("--activation", default="relu",
+                   help="hidden activation: relu, leaky_relu (alpha 0.2; leaky_relu:A sets it), "
+                        "sigmoid, tanh, identity (default: relu)")
+    p.add_argument("--output", default="softmax", help="output activation (default: softmax)")
+    p.add_argument("--loss", default="auto",
+                   help="cross_entropy, squared_error, or auto: cross-entropy after softmax "
+                        "(default: auto)")
+    p.add_argument("--init", default="auto", help="auto, he, xavier or uniform (default: auto)")
+    p.add_argument("--optimizer", default="adam", choices=["sgd", "momentum", "nesterov", "adam", "adamw"],
+                   help="momentum and nesterov are SGD with momentum --momentum (default: adam)")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="learning rate (default: 0.001 for adam/adamw, 0.1 for sgd, 0.05 with momentum)")
+    p.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
+                   help="learning-rate schedule over the epochs (default: constant)")
+    p.add_argument("--momentum", type=nonnegative_float, default=0.9, help="(default: 0.9)")
+    p.add_argument("--weight-decay", type=nonnegative_float, default=0.0, help="(default: 0)")
+    p.add_argument("--epochs", type=positive_int, default=20, help="(default: 20)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="(default: 32)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seeds weights and shuffles (default: 0)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="(default: float32)")
+    saving = p.add_mutually_exclusive_group()
+    saving.add_argument("--save", type=Path, metavar="PATH",
+                        help="model/checkpoint file, rewritten atomically after every epoch "
+                             "(default: nnxp-<dataset>.safetensors)")
+    saving.add_argument("--no-save", action="store_true", help="write no model file")
+    p.add_argument("--resume", type=Path, metavar="PATH",
+                   help="continue the run saved in this checkpoint, up to --epochs in total; the "
+                        "network, optimizer, batch size, seed and schedule come from the checkpoint, "
+                        "--lr (if given), --device, --save and --metrics from this command")
+    p.add_argument("--metrics", type=Path, metavar="PATH",
+                   help="write one JSON line per epoch to this file")
+    p.add_argument("--tf32", action="store_true",
+                   help="CUDA only: allow TF32 matrix products (CUPY_TF32=1)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    p.set_defaults(func=cmd_train)
+
+
+_DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.001, "adamw": 0.001}
+# Settings a checkpoint fixes: a resumed run takes them from the file.
+_RUN_SETTINGS = ("dataset", "hidden", "activation", "output", "loss", "init", "batch_size", "seed", "dtype",
+                 "schedule")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..backend import get_backend
+    from ..checkpoint import load_checkpoint
+    from ..data import image_inputs
+    from ..network import Network
+    from ..optim import get_optimizer
+    from ..train import fit
+
+    if args.tf32:
+        os.environ["CUPY_TF32"] = "1"
+    backend = get_backend(args.device)  # an unknown device or missing GPU fails here, first
+    if args.resume is not None:
+        checkpoint = load_checkpoint(args.resume, device=backend)
+        for key in _RUN_SETTINGS:
+            if key in checkpoint.settings:
+                setattr(args, key, checkpoint.settings[key])
+        net, optimizer, history = checkpoint.net, checkpoint.optimizer, checkpoint.history
+        if checkpoint.epoch >= args.epochs:
+            raise ConfigError(f"{args.resume} has already done {checkpoint.epoch} epochs: "
+                              f"pass --epochs N with N > {checkpoint.epoch} to train further")
+    save_path = None if args.no_save else (args.save or args.resume or Path(f"nnxp-{args.dataset}.safetensors"))
+    for path in (save_path, args.metrics):
+        check_writable(path)
+    if save_path is not None and args.metrics is not None and save_path.resolve() == args.metrics.resolve():
+        raise ConfigError(f"--metrics and the model file are both {save_path}: give them different paths")
+
+    data = load_data(args)
+    x_train, x_test = image_inputs(data.train_images), image_inputs(data.test_images)
+    if args.resume is None:
+        sizes = [x_train.shape[1], *args.hidden, data.num_classes]
+        net = Network(sizes, hidden=args.activation, output=args.output, loss=args.loss, init=args.init,
+                      seed=args.seed, dtype=args.dtype, device=backend)
+        lr = args.lr if args.lr is not None else _DEFAULT_LR[args.optimizer]
+        extra = {"momentum": args.momentum} if args.optimizer in ("momentum", "nesterov") else {}
+        optimizer = get_optimizer(args.optimizer, lr=lr, weight_decay=args.weight_decay, **extra)
+        history = None
+    elif args.lr is not None:
+        optimizer.lr = optimizer.initial_lr = args.lr
+
+    settings = {key: getattr(args, key) for key in _RUN_SETTINGS}
+    callbacks = []
+    if save_path is not None:
+        callbacks.append(_SaveCheckpoint(save_path, settings))
+        args.resume_hint = f"nnxp train --resume {save_path} --epochs {args.epochs}"
+    if args.metrics is not None:
+        callbacks.append(_WriteMetrics(args.metrics))
+
+    verbose = not args.quiet
+    if verbose:
+        print(_describe_run(data, net, optimizer, args))
+    try:
+        history = fit(net, x_train, data.train_labels, epochs=args.epochs, batch_size=args.batch_size,
+                      optimizer=optimizer, schedule=args.schedule, validation_data=(x_test, data.test_labels), seed=args.seed,
+                      initial_epoch=len(history) if history else 0, history=history,
+                      callbacks=callbacks, verbose=int(verbose), progress=verbose and sys.stderr.isatty())
+    except DivergenceError as exc:
+        kept = f"; the last good checkpoint is {save_path}" if save_path is not None and save_path.exists() else ""
+        raise DivergenceError(f"{exc}{kept}") from None
+    final = history.last
+    where = f"; model saved to {save_path}" if save_path is not None else ""
+    print(f"test accuracy {100 * final['val_accuracy']:.2f}% after {int(final['epoch'])} epochs{where}")
+    return 0
+
+
+class _SaveCheckpoint:
+    def __init__(self, path: Path, settings: dict[str, Any]):
+        self.path, self.settings = path, settings
+
+    def on_epoch_end(self, net, optimizer, record, history) -> None:
+        from ..checkpoint import save_checkpoint
+
+        save_checkpoint(self.path, net, optimizer, history, self.settings)
+
+
+class _WriteMetrics:
+    """Rewrites the whole JSON-lines file atomically each epoch, so it always matches the checkpoint."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_epoch_end(self, net, optimizer, record, history) -> None:
+        from .._files import atomic_open
+
+        try:
+            with atomic_open(self.path, "w") as f:
+                for r in history.records:
+                    f.write(json.dumps(r) + "\n")
+        except OSError as exc:
+            raise DataError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+
+
+def _describe_run(data, net, optimizer, args) -> str:
+    acts = "/".join(dict.fromkeys(a.name for a in net.activations))
+    return (f"nnxp {__version__} | {data.name}: {len(data.train_labels):,} train, "
+            f"{len(data.test_labels):,} test | {net.backend} | "
+            f"{'-'.join(map(str, net.sizes))} {acts}, {net.loss.name}, {net.dtype_name} | "
+            f"{optimizer.name} lr {optimizer.lr:g} | batch {args.batch_size} | seed {args.seed}")
