@@ -265,27 +265,11 @@ def test_kernel_calls_in_training_are_the_ones_compiled_by_nvrtc(emulated):
 STEP_BUDGET = 12  # kernel launches per step for 784-H-10 (issue 9); allocations: none
 
 
-def per_step_counts(backend, optimizer: str, fast: bool = True, hidden: int = 64, batch: int = 32) -> dict:
-    """Launches, allocations, host reads and untracked arrays per training step, counted by the EMULATION.
+def per_step_counts(backend, optimizer: str, fast: bool = True) -> dict:
+    """Per steady-state step of fit, 784-64-10, batch 32 (nnxp.bench.launches counts them)."""
+    from nnxp.bench.launches import per_step_counts as counts
 
-    One epoch of 3 steps and one of 6 are counted whole; their difference over 3
-    is a steady-state step (what an epoch does once cancels out).
-    """
-    counts = []
-    for steps in (3, 6):
-        rng = np.random.default_rng(0)
-        x, y = rng.normal(size=(batch * steps, 784)), rng.integers(0, 10, batch * steps)
-        net = nnxp.Network([784, hidden, 10], seed=1, device=backend, dtype="float32")
-        x, y = net.inputs(x), net.targets(y, len(y))
-        em.COUNTERS.reset()
-        net.fit(x, y, epochs=1, batch_size=batch, optimizer=OPTIMIZERS[optimizer](), verbose=0, fast=fast)
-        counts.append(em.COUNTERS.snapshot())
-    out = {k: (counts[1][k] - counts[0][k]) / 3
-           for k in ("launches", "allocations", "host_reads", "host_writes", "untracked", "graph_nodes")}
-    out["by_name"] = {k: (counts[1]["by_name"].get(k, 0) - counts[0]["by_name"].get(k, 0)) / 3
-                      for k in counts[1]["by_name"]}
-    out["by_name"] = {k: v for k, v in out["by_name"].items() if v}
-    return out
+    return counts(backend, OPTIMIZERS[optimizer], fast=fast, sizes=(784, 64, 10), batch=32)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw"])

@@ -18,9 +18,11 @@ generator and NVRTC for sm_90 and sm_80 (no GPU needed), so a typo cannot
 wait for a GPU to show up, and ``tests/test_cupy_emulation.py`` runs this
 class on a CPU EMULATION of CuPy (:mod:`nnxp.kernels.cupy_emulation`).
 
-Not yet run on a GPU (no GPU was available where it was written): it is
-opt-in, with ``NNXP_CUPY_FUSED=1``; CuPy otherwise runs the generic path.
-``scripts/gpu_check.sh`` runs its tests and benchmark on a GPU.
+The whole step of ``fit`` is fused further (:mod:`nnxp.kernels.cupy_fused`)
+and captured as a CUDA graph (:mod:`nnxp.kernels.cupy_graph`).  All of it is
+the default on CuPy (``NNXP_CUPY_FUSED=0`` runs the reference instead) and
+none of it has run on a GPU yet (none was available); ``scripts/gpu_check.sh``
+runs its tests and benchmarks on one.
 """
 
 from __future__ import annotations
