@@ -79,6 +79,7 @@ def fit(
     verbose: int = 1,
     progress: bool | None = None,
     fast: bool = True,
+    cuda_graphs: bool = True,
     out: Callable[[str], None] | None = None,
 ) -> History:
     """Train ``net`` on ``(x, y)`` with mini-batch gradient descent.
@@ -101,6 +102,8 @@ def fit(
     progress : show a progress bar per epoch (default: when verbose and
         stderr is a terminal).
     fast : use the backend's fast path (buffers, in-place, fused kernels).
+    cuda_graphs : on CuPy, replay each full-batch step as a CUDA graph (the fused
+        step; ``NNXP_CUDA_GRAPHS=0`` also turns this off).
 
     Returns the :class:`History` (``history`` extended, if given).
 
@@ -133,7 +136,7 @@ def fit(
         progress = bool(verbose) and sys.stderr.isatty()
 
     backend = net.backend
-    ops = ops_for(backend, fast=fast)
+    ops = ops_for(backend, fast=fast, cuda_graphs=cuda_graphs)
     index_dtype = backend.index_dtype
     steps = math.ceil(n / batch_size)
     with backend.context():  # CuPy: run on the network's GPU

@@ -346,3 +346,13 @@ def test_capture_refuses_matmul_and_allocation(emulated):
             em.cupy.empty((2, 2))
     finally:
         stream.end_capture()
+
+
+def test_cuda_graphs_can_be_turned_off(emulated):
+    rng = np.random.default_rng(0)
+    net = nnxp.Network([8, 16, 3], seed=4, device=emulated)
+    for graphs in (True, False):
+        em.COUNTERS.reset()
+        net.fit(rng.normal(size=(48, 8)), rng.integers(0, 3, 48), epochs=1, batch_size=16, verbose=0,
+                cuda_graphs=graphs)
+        assert (em.COUNTERS.by_name.get("cuda_graph", 0) == 2) == graphs  # steps 2 and 3 replay

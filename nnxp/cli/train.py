@@ -56,6 +56,8 @@ def add_commands(commands: Any) -> None:
                         "--lr (if given), --device, --save and --metrics from this command")
     p.add_argument("--metrics", type=Path, metavar="PATH",
                    help="write one JSON line per epoch to this file")
+    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
+                   help="CUDA only: replay each training step as a CUDA graph (default: on)")
     p.add_argument("--tf32", action="store_true",
                    help="CUDA only: allow TF32 matrix products (CUPY_TF32=1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-epoch lines")
@@ -122,7 +124,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         history = fit(net, x_train, data.train_labels, epochs=args.epochs, batch_size=args.batch_size,
                       optimizer=optimizer, schedule=args.schedule, validation_data=(x_test, data.test_labels), seed=args.seed,
                       initial_epoch=len(history) if history else 0, history=history,
-                      callbacks=callbacks, verbose=int(verbose), progress=verbose and sys.stderr.isatty())
+                      callbacks=callbacks, verbose=int(verbose), progress=verbose and sys.stderr.isatty(),
+                      cuda_graphs=args.cuda_graphs)
     except DivergenceError as exc:
         kept = f"; the last good checkpoint is {save_path}" if save_path is not None and save_path.exists() else ""
         raise DivergenceError(f"{exc}{kept}") from None

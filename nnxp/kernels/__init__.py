@@ -24,15 +24,18 @@ from .reference import ArrayAPIOps, EpochTotals
 __all__ = ["ArrayAPIOps", "EpochTotals", "ops_for"]
 
 
-def ops_for(backend: Any, fast: bool = True) -> ArrayAPIOps:
-    """The fastest correct executor for ``backend`` (the reference if ``fast`` is False)."""
+def ops_for(backend: Any, fast: bool = True, cuda_graphs: bool = True) -> ArrayAPIOps:
+    """The fastest correct executor for ``backend`` (the reference if ``fast`` is False).
+
+    ``cuda_graphs``: on CuPy, replay ``fit``'s fused step as a CUDA graph (also off
+    with ``NNXP_CUDA_GRAPHS=0``)."""
     if not fast:
         return ArrayAPIOps()
     if backend.name == EMULATED_CUPY:  # the CuPy fast path on the CPU EMULATION of CuPy (tests)
         from .cupy import CuPyOps
         from .cupy_emulation import cupy as emulated_cupy
 
-        return CuPyOps(emulated_cupy)
+        return CuPyOps(emulated_cupy, graphs=cuda_graphs)
     if array_api_compat.is_numpy_namespace(backend.xp):
         from .numpy import NumPyOps
 
@@ -41,5 +44,5 @@ def ops_for(backend: Any, fast: bool = True) -> ArrayAPIOps:
         from .cupy import CuPyOps, fused_enabled
 
         if fused_enabled():
-            return CuPyOps()
+            return CuPyOps(graphs=cuda_graphs)
     return ArrayAPIOps()

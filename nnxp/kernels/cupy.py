@@ -131,8 +131,9 @@ class CuPyOps(BufferedOps):
 
     name = "cupy"
 
-    def __init__(self, cupy: Any = None) -> None:
-        """``cupy``: the module running the kernels (CuPy; its CPU EMULATION in tests)."""
+    def __init__(self, cupy: Any = None, graphs: bool = True) -> None:
+        """``cupy``: the module running the kernels (CuPy; its CPU EMULATION in tests);
+        ``graphs``: replay fit's fused step as a CUDA graph where it can."""
         if cupy is None:
             import cupy
 
@@ -141,6 +142,7 @@ class CuPyOps(BufferedOps):
         self._fused: Any = None  # the fused step's flat buffers, built on its first call
         self._scratch: Any = None
         self._graph: Any = None  # its CUDA-graph replays (nnxp.kernels.cupy_graph)
+        self.graphs = graphs
 
     def _empty(self, shape, dtype):
         return self._cp.empty(shape, dtype=dtype)
@@ -227,7 +229,7 @@ class CuPyOps(BufferedOps):
         from .cupy_fused import FusedStep, fuses
         from .cupy_graph import GraphedStep, graphs_enabled
 
-        if totals is None or not graphs_enabled() or not fuses(net, optimizer, None, x):
+        if totals is None or not (self.graphs and graphs_enabled()) or not fuses(net, optimizer, None, x):
             return super().train_batch(net, x, y, index, optimizer, rng=rng, totals=totals)
         if self._fused is None or not self._fused.belongs_to(net, optimizer):
             self._fused, self._graph = FusedStep(self, net, optimizer), None
