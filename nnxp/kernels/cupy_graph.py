@@ -27,6 +27,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np  # host-side only: the step's scalars and cuBLAS's alpha and beta
+
 __all__ = ["GraphedStep", "gemm", "graphs_enabled"]
 
 _OP_N, _OP_T = 0, 1  # cublasOperation_t
@@ -58,8 +60,6 @@ def gemm(cp: Any, a: Any, b: Any, out: Any) -> Any:
     dimension its row length); a transposed view of one (``W.T``) is passed with
     op T.  Nothing is copied or allocated.
     """
-    import numpy as np
-
     m, k = int(a.shape[0]), int(a.shape[1])
     n = int(b.shape[1])
 
@@ -100,7 +100,7 @@ class GraphedStep:
         if self.graph is not None and key == self.key:  # replay
             cp.copyto(self.index, index)
             optimizer.begin_step(fused.params, fused.grads)  # host only: counts the step
-            self.scalars.set(fused.scalar_values(optimizer))
+            self.scalars.set(np.asarray(fused.scalar_values(optimizer), dtype=str(self.scalars.dtype)))
             self.graph.launch()
             return self.a_out
         if self.graph is not None and key[:4] == self.key[:4]:  # the short last batch: eagerly

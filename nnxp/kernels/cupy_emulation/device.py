@@ -203,8 +203,10 @@ class DeviceArray(np.ndarray):
 
     def set(self, host: Any) -> None:
         """Copy host data in, as ``cupy.ndarray.set`` (a host-to-device copy)."""
+        if not isinstance(host, np.ndarray) or host.shape != self.shape or host.dtype != self.dtype:
+            raise TypeError("EMULATION: set() takes a NumPy array of the same shape and dtype (as CuPy)")
         COUNTERS.host_writes += 1
-        np.copyto(self.view(np.ndarray), np.asarray(host, dtype=self.dtype))
+        np.copyto(self.view(np.ndarray), host)
 
     def get(self) -> np.ndarray:
         """The host copy, as ``cupy.ndarray.get()``."""
