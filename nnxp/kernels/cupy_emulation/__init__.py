@@ -24,16 +24,22 @@ No GPU is available to this project, so the CuPy fast path
   NumPy scalars as their dtype; a scalar whose type differs from the kernel's
   declared parameter type raises ``TypeError`` (on a GPU it is silently
   misread).
-- ``matmul``, ``sum``, ``take``, ``empty``, ``zeros``, ``asarray``: by NumPy.
+- ``matmul``, ``sum``, ``take``, ``copyto``, ``empty``, ``zeros``, ``asarray``: by NumPy;
+  the raw cuBLAS ``sgemm``/``dgemm`` on column-major pointers, as cuBLAS reads them.
+- ``cupy.cuda.Stream`` capture: launches are recorded (host scalars baked in
+  then, as in a CUDA graph) and ``Graph.launch`` replays them; an allocation,
+  ``cupy.matmul`` (cupy issue 6290) or a NumPy-level operation during capture
+  is refused.
 
 Arrays are :class:`DeviceArray` (an ``ndarray`` subclass standing for device
 memory).  :data:`COUNTERS` counts kernel launches (one per ``ElementwiseKernel``
 / ``RawKernel`` call, per ``matmul``/``sum``/``take``, and per NumPy operation
 run on device arrays by the generic code), allocations of device arrays, host
 reads (``float(x)``, ``int(x)``, ``bool(x)``), and arrays that met a
-device array without having been created as one (``untracked``).  Not emulated:
-timing, streams, memory pools, denormal flushing (``-ftz=true``), fused
-multiply-add contraction, thread-order effects of atomics.
+device array without having been created as one (``untracked``), host-to-device
+copies and graph replays.  Not emulated: timing, concurrency between streams,
+memory pools, cuBLAS workspaces, denormal flushing (``-ftz=true``), fused
+multiply-add contraction, the order of atomic adds.
 """
 
 from __future__ import annotations
