@@ -15,16 +15,20 @@ from .backend import Backend, backend_of, cuda_available, get_backend, to_numpy
 from .errors import (BackendError, ConfigError, DataError, DivergenceError, DownloadError,
                      NnxpError, ShapeError)
 from .losses import CrossEntropy, Loss, SquaredError, get_loss
-from .network import Dense, Network
+from .layers import Dense, Dropout, Layer
+from .network import Network
 from .optim import SGD, Adam, AdamW, Optimizer, get_optimizer
-from .serialization import load, save
+from .network import load
+from .serialization import save
+from .text.embedding import Embedding  # registers the "embedding" layer kind for model files
 from .train import Callback, History, evaluate, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Activation", "Adam", "AdamW", "Backend", "BackendError", "Callback", "ConfigError",
-    "CrossEntropy", "DataError", "Dense", "DivergenceError", "DownloadError", "History", "Loss",
+    "CrossEntropy", "DataError", "Dense", "DivergenceError", "DownloadError", "Dropout", "Embedding",
+    "History", "Layer", "Loss",
     "Network", "NnxpError", "Optimizer", "SGD", "ShapeError", "SquaredError", "backend_of",
     "cuda_available", "evaluate", "fit", "get_activation", "get_backend", "get_loss",
     "get_optimizer", "load", "save", "to_numpy", "__version__",

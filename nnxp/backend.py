@@ -59,13 +59,15 @@ class Backend:
     Backends compare and hash by library and device, so they can key caches.
     """
 
-    __slots__ = ("xp", "device", "name", "inplace")
+    __slots__ = ("xp", "device", "name", "inplace", "lazy")
 
     def __init__(self, xp: Any, device: Any, name: str, inplace: bool | None = None):
         self.xp = xp
         self.device = device
         self.name = name
         self.inplace = _visible_inplace(xp, device) if inplace is None else bool(inplace)
+        #: whether arrays are lazy (dask): work waits until a result is needed
+        self.lazy = array_api_compat.is_dask_namespace(xp)
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Backend) and self.xp is other.xp and self.name == other.name
@@ -123,8 +125,7 @@ class Backend:
                 return self.xp.asarray(data, copy=True) if copy else data
             data = to_numpy(data)
         with self.context():  # CuPy creates on the current GPU whatever device= says (compat issue 337)
-            out = self.xp.asarray(data, dtype=dtype, device=self.device, copy=True if copy else None)
-        return self._emulated_device(out)
+            return self.xp.asarray(data, dtype=dtype, device=self.device, copy=True if copy else None)
 
     @property
     def index_dtype(self) -> Any:
@@ -133,13 +134,7 @@ class Backend:
 
     def zeros(self, shape: tuple[int, ...], dtype: Any) -> Any:
         with self.context():
-            return self._emulated_device(self.xp.zeros(shape, dtype=dtype, device=self.device))
-
-    def _emulated_device(self, x: Any) -> Any:
-        """``x`` as the CuPy EMULATION's device array on the ``cupy-emulated`` backend (else ``x``)."""
-        if self.name != EMULATED_CUPY or isinstance(x, _emulation().DeviceArray):
-            return x
-        return _emulation().to_device(x)
+            return self.xp.zeros(shape, dtype=dtype, device=self.device)
 
     def owns(self, x: Any) -> bool:
         """Whether ``x`` is an array of this namespace on this device."""
@@ -152,6 +147,18 @@ class Backend:
     def to_numpy(self, x: Any) -> np.ndarray:
         """Copy ``x`` to a NumPy array on the host (a synchronising transfer)."""
         return to_numpy(x)
+
+    def persist(self, arrays: list[Any]) -> list[Any]:
+        """Compute a lazy library's pending work for ``arrays`` and return arrays holding
+        the results (dask's ``persist``); eager libraries return ``arrays`` unchanged.
+
+        A training loop on a lazy library calls this once per step, or every step's
+        graph would be chained into one that grows all epoch."""
+        if not self.lazy:
+            return list(arrays)
+        import dask
+
+        return list(dask.persist(*arrays, scheduler="sync", optimize_graph=False))
 
     def context(self) -> Any:
         """A ``with`` block in which this device is the current one.
@@ -233,8 +240,9 @@ def backend_of(x: Any) -> Backend:
             "expected an array of an Array API library (NumPy, CuPy, PyTorch, JAX, dask, ...), "
             f"got {type(x).__name__}"
         ) from None
-    if type(x).__module__.startswith(f"{__package__}.kernels.cupy_emulation"):
-        return Backend(xp, "cpu", EMULATED_CUPY)  # a device array of the CuPy EMULATION
+    own = getattr(type(x), "__nnxp_backend__", None)  # an array type that names its backend (the CuPy EMULATION's)
+    if own is not None:
+        return own()
     return Backend(_checked(xp), array_api_compat.device(x), _library_name(xp))
 
 
@@ -338,20 +346,6 @@ def _backend_from_string(spec: str) -> Backend:
     raise ConfigError(
         f"unknown device {spec!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
     )
-
-
-def emulated_cupy_backend() -> Backend:
-    """EMULATION: NumPy arrays standing for GPU memory, run by nnxp's CuPy fast path (see nnxp.kernels.cupy_emulation)."""
-    import array_api_compat.numpy as xp_numpy
-
-    _emulation().compiler()  # EmulationUnavailable (with the reason) when there is no C++ compiler
-    return Backend(xp_numpy, "cpu", EMULATED_CUPY)
-
-
-def _emulation() -> Any:
-    from .kernels import cupy_emulation
-
-    return cupy_emulation
 
 
 def _numpy_backend() -> Backend:

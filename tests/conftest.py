@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 import nnxp
-from nnxp.backend import _cupy_gpu_count, emulated_cupy_backend
+from nnxp.backend import _cupy_gpu_count
 
 # array-api-strict's default standard version in these tests; "strict-2023" checks the oldest.
 STRICT_API_VERSION = "2024.12"
@@ -60,7 +60,7 @@ def make_backend(name: str) -> nnxp.Backend:
             pytest.skip(f"CuPy backend: {reason}")
         return nnxp.get_backend("cuda")
     if name == "cupy-emulated":
-        from nnxp.kernels.cupy_emulation import EmulationUnavailable
+        from nnxp.kernels.cupy_emulation import EmulationUnavailable, emulated_cupy_backend
 
         try:
             return emulated_cupy_backend()
@@ -92,6 +92,18 @@ def assert_on(backend: nnxp.Backend, x, dtype_name: str | None = None) -> None:
 
 def host(x) -> np.ndarray:
     return nnxp.to_numpy(x)
+
+
+def pytest_collection_modifyitems(items):
+    """Runs of hundreds of steps (``@pytest.mark.many_steps``) are skipped on dask only:
+    dask builds a task graph per operation (about 3 ms each), so 2,000 steps take
+    minutes.  Training on dask is checked against NumPy by tests/test_libraries.py."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if item.get_closest_marker("many_steps") and callspec and callspec.params.get("backend") == "dask":
+            item.add_marker(pytest.mark.skip(
+                reason="dask: hundreds of steps at ~3 ms of graph building per operation "
+                       "(dask training is compared with NumPy in test_libraries.py)"))
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -23,7 +23,7 @@ import pytest
 
 import nnxp
 from nnxp.kernels import cupy as _cupy_ops
-from nnxp.kernels import cupy_fused, ops_for
+from nnxp.kernels import cupy_fused, cupy_kernels, ops_for
 from nnxp.activations import ACTIVATIONS, get_activation
 
 from conftest import OPTIMIZERS, make_backend
@@ -181,15 +181,15 @@ def test_fit_through_cupy_path_equals_generic(emulated, hidden, loss, output, dt
 
 # -- injected mistakes are caught ------------------------------------------------------
 
-ADAM = _cupy_ops.KERNELS["nnxp_update_adam"]
-SGD = _cupy_ops.KERNELS["nnxp_update_sgd"]
+ADAM = cupy_kernels.KERNELS["nnxp_update_adam"]
+SGD = cupy_kernels.KERNELS["nnxp_update_sgd"]
 # name: (kernel replaced, its wrong version, the check that must catch it)
 MISTAKES = {
-    "tanh derivative sign": ("nnxp_backward_tanh", _cupy_ops.KERNELS["nnxp_backward_tanh"]._replace(
+    "tanh derivative sign": ("nnxp_backward_tanh", cupy_kernels.KERNELS["nnxp_backward_tanh"]._replace(
         operation="g = g * ((T)1 + a * a)"), ("fit", "tanh", "float64", "sgd")),
-    "sigmoid derivative sign": ("nnxp_backward_sigmoid", _cupy_ops.KERNELS["nnxp_backward_sigmoid"]._replace(
+    "sigmoid derivative sign": ("nnxp_backward_sigmoid", cupy_kernels.KERNELS["nnxp_backward_sigmoid"]._replace(
         operation="g = g * (a * (a - (T)1))"), ("fit", "sigmoid", "float32", "adam")),
-    "leaky ReLU slopes swapped": ("nnxp_backward_leaky_relu", _cupy_ops.KERNELS[
+    "leaky ReLU slopes swapped": ("nnxp_backward_leaky_relu", cupy_kernels.KERNELS[
         "nnxp_backward_leaky_relu"]._replace(operation="g = g * (c + alpha * (T)(a > (T)0))"), ("fit", "leaky_relu", "float32", "sgd")),
     "Adam betas swapped": ("nnxp_update_adam", ADAM._replace(operation=ADAM.operation.replace(
         "b1 * m + c1", "b2 * m + c2").replace("b2 * v + c2", "b1 * v + c1")), ("fit", "tanh", "float32", "adam")),
@@ -197,11 +197,11 @@ MISTAKES = {
                                   ("fit", "relu", "float64", "sgd")),
     "AdamW decay dropped": ("nnxp_update_adam", ADAM._replace(operation=ADAM.operation.replace(
         "p = p * decay;", "")), ("fit", "relu", "float64", "adamw")),
-    "bias not added": ("nnxp_forward_identity", _cupy_ops.KERNELS["nnxp_forward_identity"]._replace(
+    "bias not added": ("nnxp_forward_identity", cupy_kernels.KERNELS["nnxp_forward_identity"]._replace(
         operation="z = z"), ("fit", "identity", "float64", "sgd")),
-    "ReLU turns NaN into 0": ("nnxp_forward_relu", _cupy_ops.KERNELS["nnxp_forward_relu"]._replace(
+    "ReLU turns NaN into 0": ("nnxp_forward_relu", cupy_kernels.KERNELS["nnxp_forward_relu"]._replace(
         operation="T v = z + b; z = v > (T)0 ? v : (T)0"), ("edge", "relu", "float32", None)),
-    "momentum never stored": ("nnxp_update_momentum", _cupy_ops.KERNELS["nnxp_update_momentum"]._replace(
+    "momentum never stored": ("nnxp_update_momentum", cupy_kernels.KERNELS["nnxp_update_momentum"]._replace(
         operation="T grad = g + wd * p; T w = mu * v + grad; p = p - lr * (nesterov ? grad + mu * w : w)"),
         ("fit", "tanh", "float64", "momentum")),
 }
@@ -209,16 +209,16 @@ MISTAKES = {
 
 def clear_kernel_caches() -> None:
     """Forget compiled kernels, so that the next step builds them from KERNELS again."""
-    _cupy_ops._kernel.cache_clear()
+    cupy_kernels.kernel.cache_clear()
     cupy_fused.RAW_KERNELS.clear()
     cupy_fused._raw_cache.clear()
 
 
 def mistake_caught(emulated, mistake: str, monkeypatch) -> bool:
     name, wrong, (check, hidden, dtype, optimizer) = MISTAKES[mistake]
-    monkeypatch.setitem(_cupy_ops.KERNELS, name, wrong)
+    monkeypatch.setitem(cupy_kernels.KERNELS, name, wrong)
     if name.startswith("nnxp_update_"):  # the fused step's update over flat buffers is derived from it
-        monkeypatch.setitem(_cupy_ops.KERNELS, name + "_flat", _cupy_ops._flat(wrong))
+        monkeypatch.setitem(cupy_kernels.KERNELS, name + "_flat", cupy_kernels._flat(wrong))
     clear_kernel_caches()
     try:
         if check == "edge":
@@ -254,10 +254,10 @@ def test_kernel_calls_in_training_are_the_ones_compiled_by_nvrtc(emulated):
             for optimizer in ("sgd", "momentum", "adamw"):
                 for loss, output in LOSSES:  # the fused step, and the per-operation path
                     fit_updates(emulated, hidden, loss, output, dtype, optimizer, fast=True)
-    described = {(name, describe_call(name, _cupy_ops.KERNELS[name], dtype, device_scalars))
+    described = {(name, describe_call(name, cupy_kernels.KERNELS[name], dtype, device_scalars))
                  for name, device_scalars in FORMS for dtype in ("float32", "float64")}
     assert em.SIGNATURES <= described, sorted(em.SIGNATURES - described)
-    assert {name for name, _ in em.SIGNATURES} == set(_cupy_ops.KERNELS)
+    assert {name for name, _ in em.SIGNATURES} == set(cupy_kernels.KERNELS)
 
 
 # -- the budget: launches and allocations per steady-state step ----------------------------

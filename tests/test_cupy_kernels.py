@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import pytest
 
-from nnxp.kernels.cupy import KERNELS, KernelSpec
+from nnxp.kernels.cupy_kernels import KERNELS, KernelSpec
 from nnxp.kernels.cupy_fused import raw_kernels
 
 ARCHS = ("90", "80")  # H100, A100

@@ -133,7 +133,7 @@ def torch_operator_counts(optimizer: str, sizes: tuple[int, ...] = SIZES, batch:
 def table(markdown: bool = False) -> str:
     """The per-step counts of nnxp's CuPy paths (EMULATION) beside PyTorch's eager operators."""
     import nnxp
-    from nnxp.backend import emulated_cupy_backend
+    from nnxp.kernels.cupy_emulation import emulated_cupy_backend
 
     backend = emulated_cupy_backend()
     optimizers = {"SGD": lambda: nnxp.SGD(lr=0.01), "Adam": lambda: nnxp.Adam(lr=0.001)}

@@ -96,7 +96,7 @@ extern "C" __global__ void nnxp_bias_backward_%(kind)s_%(dtype)s(const T* a_, T*
 
 
 def _raw_kernels() -> dict[str, str]:
-    from .cupy import KERNELS
+    from .cupy_kernels import KERNELS
 
     out = {}
     for dtype, ctype in _C_TYPES.items():
@@ -121,7 +121,7 @@ def raw_kernels() -> dict[str, str]:
 
 def fuses(net: Any, optimizer: Any, reduce: Any, x: Any) -> bool:
     """Whether the fused step runs exactly the reference's formulas for this network and optimizer."""
-    from .cupy import _BACKWARD_OF
+    from .cupy_kernels import _BACKWARD_OF
 
     layers = net.layers
     return (reduce is None and type(optimizer) in (SGD, Adam, AdamW)
@@ -180,7 +180,8 @@ class FusedStep:
         per-step scalars from (:meth:`scalar_values`); then the products go through
         the raw cuBLAS binding and the step is not counted here (the replay does).
         """
-        from .cupy import _FORWARD_OF, _BACKWARD_OF, _kernel
+        from .cupy_kernels import _BACKWARD_OF, _FORWARD_OF
+        from .cupy_kernels import kernel as _kernel
         from .cupy_graph import gemm
 
         ops, cp = self.ops, self.cp
@@ -243,7 +244,7 @@ class FusedStep:
 
     def _update(self, optimizer: Any, scalars: Any = None) -> None:
         """The flat update; with ``scalars`` (a device array) its T scalars are read from there."""
-        from .cupy import _kernel
+        from .cupy_kernels import kernel as _kernel
 
         cp, p, g = self.cp, self.flat_p, self.flat_g
         values = self.scalar_values(optimizer)

@@ -45,8 +45,9 @@ multiply-add contraction, the order of atomic adds.
 from __future__ import annotations
 
 from .compiler import CompileException, ElementwiseKernel, RawKernel, compiler
-from .device import COUNTERS, SIGNATURES, DeviceArray, EmulationUnavailable, to_device
+from .device import COUNTERS, SIGNATURES, DeviceArray, EmulatedBackend, EmulationUnavailable, to_device
 from .runtime import cupy
+from .backend import emulated_cupy_backend
 
 __all__ = ["COUNTERS", "SIGNATURES", "DeviceArray", "ElementwiseKernel", "RawKernel", "CompileException",
-           "EmulationUnavailable", "compiler", "cupy", "to_device"]
+           "EmulationUnavailable", "EmulatedBackend", "compiler", "cupy", "emulated_cupy_backend", "to_device"]

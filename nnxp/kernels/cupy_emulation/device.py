@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ...backend import EMULATED_CUPY, Backend
+
 class EmulationUnavailable(RuntimeError):
     """No C++ compiler: the emulation cannot run (tests skip with this reason)."""
 
@@ -208,6 +210,13 @@ class DeviceArray(np.ndarray):
         COUNTERS.host_writes += 1
         np.copyto(self.view(np.ndarray), host)
 
+    @staticmethod
+    def __nnxp_backend__() -> Any:
+        """The backend these arrays belong to (nnxp.backend.backend_of asks)."""
+        import array_api_compat.numpy as xp_numpy
+
+        return EmulatedBackend(xp_numpy, "cpu", EMULATED_CUPY)
+
     def get(self) -> np.ndarray:
         """The host copy, as ``cupy.ndarray.get()``."""
         COUNTERS.host_reads += 1
@@ -239,3 +248,18 @@ def to_device(x: Any) -> DeviceArray:
     return np.array(x, copy=True).view(DeviceArray)
 
 
+class EmulatedBackend(Backend):
+    """NumPy's namespace on the CPU, its arrays :class:`DeviceArray`; ``kernels.ops_for`` gives it
+    CuPy's executor running on this EMULATION."""
+
+    __slots__ = ()
+
+    def asarray(self, data: Any, dtype: Any, *, copy: bool = False) -> Any:
+        return _on_device(super().asarray(data, dtype, copy=copy))
+
+    def zeros(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        return _on_device(super().zeros(shape, dtype))
+
+
+def _on_device(x: Any) -> Any:
+    return x if isinstance(x, DeviceArray) else to_device(x)
