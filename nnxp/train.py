@@ -83,6 +83,7 @@ def fit(
     fast: bool = True,
     cuda_graphs: bool = True,
     out: Callable[[str], None] | None = None,
+    distributed: Any = None,
 ) -> History:
     """Train ``net`` on ``(x, y)`` with mini-batch gradient descent.
 
@@ -106,6 +107,11 @@ def fit(
     fast : use the backend's fast path (buffers, in-place, fused kernels).
     cuda_graphs : on CuPy, replay each full-batch step as a CUDA graph (the fused
         step; ``NNXP_CUDA_GRAPHS=0`` also turns this off).
+    distributed : a :class:`~nnxp.distributed.DataParallel` (from
+        ``nnxp.distributed.init()`` under ``mpiexec``): this process trains on
+        its share of every global batch of ``batch_size`` rows, gradients are
+        averaged over the ranks before each update, and only rank 0 prints.
+        Callbacks run on every rank (write files where ``distributed.is_root``).
 
     Returns the :class:`History` (``history`` extended, if given).
 
@@ -137,6 +143,10 @@ def fit(
     history = history if history is not None else History()
     callbacks = list(callbacks)
     out = out or print
+    reduce = None  # data-parallel: averages each step's gradients over the ranks
+    if distributed is not None:
+        reduce = distributed.prepare(net, optimizer)
+        verbose, progress = (verbose, progress) if distributed.is_root else (0, False)
     if progress is None:
         progress = bool(verbose) and sys.stderr.isatty()
 
@@ -152,21 +162,27 @@ def fit(
             order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
             order = backend.asarray(order, index_dtype)
             totals = EpochTotals.zeros(backend, net.dtype)  # the batches' loss and hits, on the device
-            rng = np.random.default_rng([seed, epoch, 1]) if net.has_randomness else None  # dropout
+            key = [seed, epoch, 1] + ([distributed.rank] if distributed is not None else [])
+            rng = np.random.default_rng(key) if net.has_randomness else None  # dropout
             bar = _ProgressBar(epoch + 1, epochs, n) if progress else None
             # A diverging run overflows; that is reported once, below, not as NumPy warnings.
             with np.errstate(over="ignore", invalid="ignore"):
                 for step in range(steps):
                     lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-                    index = order[lo:hi]
-                    ops.train_batch(net, x, y, index, optimizer, rng=rng, totals=totals)
+                    index, rows = order[lo:hi], hi - lo
+                    if distributed is not None:
+                        index, rows = distributed.shard(index)  # this rank's rows (0: a stand-in)
+                    cost, _ = ops.train_batch(net, x, y, index, optimizer, rng=rng, reduce=reduce,
+                                              totals=totals if rows else None)
                     if first_cost is None and not history.records:  # the first batch's loss, before any update
-                        first_cost = totals.loss * (1.0 / (hi - lo))
+                        first_cost = cost * 1.0 if cost is not None else totals.loss * (1.0 / rows)  # copies
                     if backend.lazy:  # dask: evaluate the step now, or the graph grows all epoch
                         totals.loss, totals.correct = _materialise(backend, net, optimizer, totals.loss,
                                                                    totals.correct)
                     if bar is not None:
                         bar.update(hi, totals.loss)
+                if distributed is not None:
+                    totals.loss, totals.correct = distributed.reduce_sums(totals.loss, totals.correct)
                 loss = float(totals.loss) / n  # the epoch's one read of training results
                 accuracy = int(totals.correct) / n
                 train_seconds = time.perf_counter() - started
@@ -174,7 +190,8 @@ def fit(
                     bar.close()
                 record: dict[str, float] = {"epoch": epoch + 1, "loss": loss, "accuracy": accuracy}
                 if val is not None:
-                    record.update(_evaluate_on_device(net, *val, prefix="val_"))
+                    evaluate_ = distributed.evaluate if distributed is not None else _evaluate_on_device
+                    record.update(evaluate_(net, *val, prefix="val_"))
             record["seconds"] = time.perf_counter() - started
             record["samples_per_second"] = n / train_seconds
             # Before the callbacks, so a diverged network is never checkpointed.

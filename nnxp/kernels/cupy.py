@@ -141,19 +141,19 @@ class CuPyOps(BufferedOps):
             self._fused, self._graph = FusedStep(self, net, optimizer), None
         return None, self._fused.step(net, x, y, optimizer, totals)
 
-    def train_batch(self, net, x, y, index, optimizer, *, rng=None, totals=None):
+    def train_batch(self, net, x, y, index, optimizer, *, rng=None, reduce=None, totals=None):
         """With CUDA graphs (the default; ``NNXP_CUDA_GRAPHS=0`` turns them off) a fused step is a
         graph replay (:mod:`nnxp.kernels.cupy_graph`); otherwise as the reference."""
         from .cupy_fused import FusedStep, fuses
         from .cupy_graph import GraphedStep, graphs_enabled
 
-        if totals is None or not (self.graphs and graphs_enabled()) or not fuses(net, optimizer, None, x):
-            return super().train_batch(net, x, y, index, optimizer, rng=rng, totals=totals)
+        if totals is None or not (self.graphs and graphs_enabled()) or not fuses(net, optimizer, reduce, x):
+            return super().train_batch(net, x, y, index, optimizer, rng=rng, reduce=reduce, totals=totals)
         if self._fused is None or not self._fused.belongs_to(net, optimizer):
             self._fused, self._graph = FusedStep(self, net, optimizer), None
         if self._graph is None:
             self._graph = GraphedStep(self._fused)
-        return self._graph.run(net, x, y, index, optimizer, totals)
+        return None, self._graph.run(net, x, y, index, optimizer, totals)
 
     def scratch_totals(self, dtype: Any) -> Any:
         """Totals for a fused step whose caller keeps none (summed, never read)."""

@@ -97,12 +97,13 @@ class ArrayAPIOps:
 
     # -- a whole step --------------------------------------------------------------
     def train_batch(self, net: Any, x: Any, y: Any, index: Any, optimizer: Any, *, rng: Any = None,
-                    totals: EpochTotals | None = None) -> Any:
+                    reduce: Callable[[list[Any]], list[Any]] | None = None,
+                    totals: EpochTotals | None = None) -> tuple[Any, Any]:
         """One training step on rows ``index`` of (x, y) (the whole data, on the device):
-        gathers the batch, then :meth:`train_step`.  Returns the outputs a_L."""
+        gathers the batch, then :meth:`train_step`.  Returns (batch cost or None, outputs a_L)."""
         xb = self.take_rows(x, index, "x_batch")
         yb = self.take_rows(y, index, "y_batch")
-        return net.train_step(xb, yb, optimizer, self, rng=rng, totals=totals)[1]
+        return net.train_step(xb, yb, optimizer, self, rng=rng, reduce=reduce, totals=totals)
 
     def train_step(self, net: Any, x: Any, y: Any, optimizer: Any, *, rng: Any = None,
                    reduce: Callable[[list[Any]], list[Any]] | None = None,
