@@ -249,13 +249,13 @@ def _materialise(backend: Any, net: Network, optimizer: Optimizer, *others: Any)
     names = list(optimizer.state)
     state = [a for name in names for a in optimizer.state[name]]
     done = backend.persist([*params, *state, *others])
-    net.set_parameters(done[:len(params)])
-    optimizer.adopt(done[:len(params)])
-    start = len(params)
+    new_params, start, new_state = done[:len(params)], len(params), {}
     for name in names:
         count = len(optimizer.state[name])
-        optimizer.state[name] = done[start:start + count]
+        new_state[name] = done[start:start + count]
         start += count
+    net.set_parameters(new_params)
+    optimizer.rebind(new_params, new_state)
     return done[start:]
 
 
