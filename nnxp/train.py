@@ -80,6 +80,7 @@ def fit(
     verbose: int = 1,
     progress: bool | None = None,
     fast: bool = True,
+    blas: str | None = None,
     out: Callable[[str], None] | None = None,
 ) -> History:
     """Train ``net`` on ``(x, y)`` with mini-batch gradient descent.
@@ -102,6 +103,10 @@ def fit(
     progress : show a progress bar per epoch (default: when verbose and
         stderr is a terminal).
     fast : use the backend's fast path (buffers, in-place, fused kernels).
+    blas : NumPy only: the BLAS library for the products, ``"auto"`` (calibrated
+        once per machine and shape, see :mod:`nnxp.kernels.blas.choice`),
+        ``"openblas"`` (NumPy's own) or ``"mkl"`` (``pip install 'nnxp[mkl]'``);
+        None: the process setting (:func:`nnxp.set_blas`, default ``auto``).
 
     Returns the :class:`History` (``history`` extended, if given).
 
@@ -135,7 +140,7 @@ def fit(
 
     backend = net.backend
     xp = backend.xp
-    ops = ops_for(backend, fast=fast)
+    ops = ops_for(backend, fast=fast, blas=blas)
     index_dtype = backend.index_dtype
     steps = math.ceil(n / batch_size)
     with backend.context():  # CuPy: run on the network's GPU

@@ -70,7 +70,7 @@ def run_step_bench(sizes_list: Sequence[Sequence[int]], batches: Sequence[int], 
                    names: Sequence[str] = CONTENDERS, repeats: int = 21, min_sample_s: float = 0.02,
                    warmup_s: float = 0.2, order: str = "interleaved", threads: int | None = None,
                    max_foreign: float = 0.25, max_wait_s: float = 600.0, settle_s: float = 0.15,
-                   argv: Sequence[str] | None = None) -> dict[str, Any]:
+                   argv: Sequence[str] | None = None, blas: str | None = None) -> dict[str, Any]:
     """Run the step benchmark; returns the result dict (what ``--json`` writes).
 
     ``max_foreign``: rounds during which other processes used more than this
@@ -89,7 +89,7 @@ def run_step_bench(sizes_list: Sequence[Sequence[int]], batches: Sequence[int], 
                 label = "-".join(map(str, sizes))
                 log(f"[{len(cases) + 1}/{total}] {label} batch {batch} ...")
                 _device_memory_reset(device)
-                contenders = build_contenders(sizes, batch, names, device, notes)
+                contenders = build_contenders(sizes, batch, names, device, notes, blas)
                 waited, _ = monitor.wait_idle(max_foreign, budget.left)
                 budget.spend(waited)
                 load = measure(contenders, repeats=repeats, min_sample_s=min_sample_s, warmup_s=warmup_s,
@@ -122,7 +122,7 @@ def run_step_bench(sizes_list: Sequence[Sequence[int]], batches: Sequence[int], 
     settings = {"device": device, "repeats": repeats, "min_sample_ms": min_sample_s * 1e3,
                 "warmup_ms": warmup_s * 1e3, "settle_ms": settle_s * 1e3, "order": order, "threads": th.count,
                 "max_foreign_cores": max_foreign if math.isfinite(max_foreign) else None,
-                "max_wait_s": max_wait_s,
+                "max_wait_s": max_wait_s, "blas": blas or "auto",
                 "batches_cycled": N_BATCHES, "dtype": "float32", "sgd_lr": SGD_LR, "adam_lr": ADAM_LR,
                 "contenders": list(names)}
     result = {"schema": SCHEMA, "kind": "step", "command": list(argv) if argv is not None else None,

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ConfigError, DataError, DivergenceError
-from .args import (add_data_arguments, add_device_argument, check_writable, layer_sizes, load_data,
+from .args import (add_blas_argument, add_data_arguments, add_device_argument, check_writable, layer_sizes, load_data,
                    nonnegative_float, nonnegative_int, positive_float, positive_int)
 
 __all__ = ["add_commands", "cmd_train"]
@@ -58,6 +58,7 @@ def add_commands(commands: Any) -> None:
                    help="write one JSON line per epoch to this file")
     p.add_argument("--tf32", action="store_true",
                    help="CUDA only: allow TF32 matrix products (CUPY_TF32=1)")
+    add_blas_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-epoch lines")
     p.set_defaults(func=cmd_train)
 
@@ -122,7 +123,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         history = fit(net, x_train, data.train_labels, epochs=args.epochs, batch_size=args.batch_size,
                       optimizer=optimizer, schedule=args.schedule, validation_data=(x_test, data.test_labels), seed=args.seed,
                       initial_epoch=len(history) if history else 0, history=history,
-                      callbacks=callbacks, verbose=int(verbose), progress=verbose and sys.stderr.isatty())
+                      callbacks=callbacks, verbose=int(verbose), progress=verbose and sys.stderr.isatty(),
+                      blas=args.blas)
     except DivergenceError as exc:
         kept = f"; the last good checkpoint is {save_path}" if save_path is not None and save_path.exists() else ""
         raise DivergenceError(f"{exc}{kept}") from None
