@@ -31,6 +31,7 @@ from ..losses import CrossEntropy
 from ..optim import SGD, Adam, AdamW
 from . import blas as blas_module
 from .buffers import BufferedOps
+from .elementwise import ChunkRunner
 
 __all__ = ["NumPyOps", "FORWARD", "BACKWARD", "LOSSES", "UPDATES"]
 
@@ -120,47 +121,70 @@ LOSSES: dict[tuple[type, type], Callable[..., tuple[Any, Any, Any]]] = {
 }
 
 
-# -- optimizers: the update in place, the gradient buffer used as scratch -------------------
+# -- optimizers: the update in place, elementwise, the gradient used as scratch -------------
+# Each entry updates p and its state in place from g (which it may overwrite), with
+# ``t`` (same shape) for temporaries.  It is elementwise, so the training step runs it on
+# cache-sized chunks of all parameters at once, on a small thread pool (.elementwise).
 
 
-def _sgd(opt: SGD, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+def _scratch(p: np.ndarray, t: np.ndarray | None) -> np.ndarray:
+    return np.empty_like(p) if t is None else t
+
+
+def _sgd(opt: SGD, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray],
+         t: np.ndarray | None = None) -> None:
+    t = _scratch(p, t)
     if opt.weight_decay:
-        g += opt.weight_decay * p
+        np.multiply(p, opt.weight_decay, out=t)
+        g += t                                   # g + wd p
+    step = g
     if opt.momentum:
-        v = state["velocity"]
+        v = step = state["velocity"]
         v *= opt.momentum
         v += g                                   # v = mu v + g
         if opt.nesterov:
-            g += opt.momentum * v                # g + mu v
-        else:
-            np.copyto(g, v)
-    g *= -opt.lr
-    p += g
+            np.multiply(v, opt.momentum, out=t)
+            g += t                               # g + mu v
+            step = g
+    np.multiply(step, -opt.lr, out=t)
+    p += t
 
 
-def _adam(opt: Adam, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+def _adam(opt: Adam, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray],
+          t: np.ndarray | None = None) -> None:
+    """Adam in 12 passes (13 with L2 decay); sqrt(v_hat) + eps = c (sqrt(v) + eps / c), c = 1/sqrt(1 - b2^t)."""
     if opt.weight_decay:
         if opt.decoupled:
             p *= opt.decay_factor
         else:
-            g += opt.weight_decay * p
+            t = _scratch(p, t)
+            np.multiply(p, opt.weight_decay, out=t)
+            g += t
     m, v = state["m"], state["v"]
+    c = opt.inv_sqrt_bc2
     m *= opt.beta1
-    v *= opt.beta2
     g *= 1.0 - opt.beta1                         # g <- (1 - b1) g
     m += g                                       # m = b1 m + (1 - b1) g
     g *= g
     g *= (1.0 - opt.beta2) / (1.0 - opt.beta1) ** 2
+    v *= opt.beta2
     v += g                                       # v = b2 v + (1 - b2) g^2
     np.sqrt(v, out=g)
-    g *= opt.inv_sqrt_bc2
-    g += opt.eps                                 # sqrt(v_hat) + eps
-    np.divide(m, g, out=g)
-    g *= -opt.step_size
+    g += opt.eps / c
+    np.divide(m, g, out=g)                       # m / (sqrt(v) + eps / c)
+    g *= -opt.step_size / c
     p += g
 
 
-UPDATES: dict[type, Callable[[Any, np.ndarray, np.ndarray, dict[str, np.ndarray]], None]] = {
+def _descend(opt: SGD, p: np.ndarray, v: np.ndarray, state: dict[str, np.ndarray],
+             t: np.ndarray | None = None) -> None:
+    """p <- p - lr v: the rest of heavy-ball momentum once v is updated (by a GEMM)."""
+    t = _scratch(p, t)
+    np.multiply(v, -opt.lr, out=t)
+    p += t
+
+
+UPDATES: dict[type, Callable[..., None]] = {
     SGD: _sgd, Adam: _adam, AdamW: _adam,
 }
 
@@ -173,18 +197,24 @@ class _Product(NamedTuple):
 
 
 def _folded_sgd(opt: SGD, p: np.ndarray, g: _Product, state: dict[str, np.ndarray],
-                gemm: blas_module.Provider | None = None) -> None:
-    """The SGD formulas with the weight gradient's product done by the update's GEMM (``gemm``'s)."""
+                gemm: blas_module.Provider | None = None) -> tuple[Any, ...] | None:
+    """The SGD formulas with the weight gradient's product done by the update's GEMM (``gemm``'s).
+
+    Heavy-ball momentum returns the task that finishes the update (p <- p - lr v).
+    """
     if opt.momentum:  # v <- mu v + (dW + wd p);  p <- p - lr v   (heavy ball, not Nesterov)
         v = state["velocity"]
-        v *= opt.momentum
         if opt.weight_decay:
+            v *= opt.momentum
             v += opt.weight_decay * p
-        blas_module.gemm_tn_into(v, g.delta, g.a_prev, alpha=1.0, beta=1.0, blas=gemm)
-        p -= opt.lr * v
-    else:  # p <- p - lr (dW + wd p) = (1 - lr wd) p - lr dW
-        blas_module.gemm_tn_into(p, g.delta, g.a_prev, alpha=-opt.lr, beta=1.0 - opt.lr * opt.weight_decay,
-                         blas=gemm)
+            blas_module.gemm_tn_into(v, g.delta, g.a_prev, alpha=1.0, beta=1.0, blas=gemm)
+        else:
+            blas_module.gemm_tn_into(v, g.delta, g.a_prev, alpha=1.0, beta=opt.momentum, blas=gemm)
+        return (_descend, p, v, {})
+    # p <- p - lr (dW + wd p) = (1 - lr wd) p - lr dW
+    blas_module.gemm_tn_into(p, g.delta, g.a_prev, alpha=-opt.lr, beta=1.0 - opt.lr * opt.weight_decay,
+                             blas=gemm)
+    return None
 
 
 class NumPyOps(BufferedOps):
@@ -203,6 +233,7 @@ class NumPyOps(BufferedOps):
         self.blas_setting = blas_module.check_setting(blas) if blas is not None else None
         self.provider: blas_module.Provider | None = None  # resolved at the first train_step
         self._resolved_for: tuple[Any, ...] | None = None
+        self._runner = ChunkRunner()
 
     @property
     def gemm(self) -> blas_module.Provider:
@@ -276,12 +307,16 @@ class NumPyOps(BufferedOps):
         if fast is None:
             return optimizer.step(params, grads)
         optimizer.begin_step(params, grads)
+        tasks = []
         for i, (p, g) in enumerate(zip(params, grads)):
             state = optimizer.slot(i)
             if isinstance(g, _Product):
-                _folded_sgd(optimizer, p, g, state, self.gemm)
+                rest = _folded_sgd(optimizer, p, g, state, self.gemm)
+                if rest is not None:
+                    tasks.append(rest)
             else:
-                fast(optimizer, p, g, state)
+                tasks.append((fast, p, g, state))
+        self._runner.run(optimizer, tasks)
         return list(params)
 
     def train_step(self, net, x, y, optimizer, *, rng=None, reduce=None):
