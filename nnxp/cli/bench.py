@@ -51,6 +51,10 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--order", choices=["interleaved", "blocked"], default="interleaved",
                    help="interleaved: round-robin within each repeat (the honest default); blocked: each "
                         "contender's samples together (to diagnose interference between contenders)")
+    p.add_argument("--processes", action="store_true",
+                   help="time each contender in its own process, the processes taking turns one sample each "
+                        "per round, so no library's idle threads spin beside another's (what the README "
+                        "tables use); without it all run in this process, interleaved (--order)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="threads for NumPy's BLAS and torch (default: the BLAS's current count)")
     add_blas_argument(p)
@@ -105,6 +109,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         check_writable(args.json)
     if args.readme is not None:
         readme_parts(args.readme, "race" if args.race else "step")  # fail now, not after the run
+    if args.processes and args.order == "blocked":
+        raise ConfigError("--processes takes turns by rounds: it cannot be combined with --order blocked")
     argv = args.argv[args.argv.index("bench") + 1:]
     if args.race:
         result = run_race(dataset=args.dataset, data_dir=args.data_dir, download=args.download,
@@ -126,7 +132,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                 min_sample_s=min_ms / 1e3, warmup_s=warm_ms / 1e3, order=args.order,
                                 threads=args.threads, max_foreign=args.max_foreign_load,
                                 max_wait_s=args.max_wait, settle_s=settle_ms / 1e3, argv=argv,
-                                blas=args.blas)
+                                blas=args.blas, processes=args.processes)
         text = format_markdown(result) if args.markdown else format_table(result)
     if args.json is not None:
         write_json(args.json, result)
