@@ -69,6 +69,7 @@ class ChunkRunner:
         self._pool_size = 0
         self._scratch: dict[tuple[int, Any], np.ndarray] = {}
         self.chosen: dict[int, int] = {}  # threads chosen per update size (elements)
+        self._max_threads: int | None = None  # NumPy's BLAS thread count, read at the first large update
 
     def _scratch_for(self, worker: int, dtype: Any, n: int) -> np.ndarray:
         buf = self._scratch.get((worker, dtype))
@@ -82,21 +83,26 @@ class ChunkRunner:
             with np.errstate(**errors):
                 return self._run_share(opt, worker, share)
         for kernel, p, g, state in share:
-            if p.ndim == 1:
-                t = self._scratch_for(worker, p.dtype, p.size)[:p.size]
+            if p.flags.c_contiguous:
+                t = self._scratch_for(worker, p.dtype, p.size)[:p.size].reshape(p.shape)
             else:
                 t = np.empty_like(p)
             kernel(opt, p, g, state, t)
 
     def run(self, opt: Any, tasks: Sequence[Task]) -> None:
+        total = sum(task[1].size for task in tasks)
+        if total < PARALLEL_MIN or self.threads == 1:
+            self._run_share(opt, 0, tasks)  # small: whole arrays, this thread, no cutting
+            return
+        if self._max_threads is None:
+            self._max_threads = self.threads or _default_threads()
         chunks = [c for task in tasks for c in _chunks(task)]
-        total = sum(c[1].size for c in chunks)
-        threads = min(self.threads or _default_threads(), max(1, len(chunks)))
-        if threads > 1 and total >= PARALLEL_MIN and self.threads is None:
+        threads = min(self._max_threads, len(chunks))
+        if threads > 1 and self.threads is None:
             if total not in self.chosen:
                 self.chosen[total] = self._calibrate(opt, chunks, threads)
             threads = self.chosen[total]
-        if threads == 1 or total < PARALLEL_MIN:
+        if threads == 1:
             self._run_share(opt, 0, chunks)
         else:
             self._run_threads(opt, chunks, threads, total)
