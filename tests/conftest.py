@@ -6,6 +6,12 @@
   standard fails here, on a CPU, as it would (or worse) on a GPU.
 - ``strict-nof64``: array-api-strict's ``no_float64`` device (like Apple's
   MPS): float64 does not exist, so float64-only habits fail.
+- ``strict-2023``: array-api-strict limited to the 2023.12 standard, the
+  oldest nnxp supports (no Python scalars in ``where``/``maximum``).
+- ``dask``: dask.array, whose arrays cannot be changed in place (no
+  ``__isub__``) and are lazy: nnxp must rebind updated parameters, never
+  rely on ``p -= u`` being seen through other references.
+- ``jax``: JAX, immutable arrays (when installed).
 - ``torch``: PyTorch on the CPU through array-api-compat, when installed.
 - ``cupy``: CuPy on a CUDA GPU, when one is present (skipped otherwise,
   with the reason).
@@ -19,10 +25,10 @@ import pytest
 import nnxp
 from nnxp.backend import _cupy_gpu_count
 
-# The lowest standard version nnxp relies on (Python scalars in where/maximum).
+# array-api-strict's default standard version in these tests; "strict-2023" checks the oldest.
 STRICT_API_VERSION = "2024.12"
 
-BACKEND_NAMES = ["numpy", "strict", "strict-nof64", "torch", "cupy"]
+BACKEND_NAMES = ["numpy", "strict", "strict-nof64", "strict-2023", "dask", "jax", "torch", "cupy"]
 
 
 def make_backend(name: str) -> nnxp.Backend:
@@ -31,9 +37,16 @@ def make_backend(name: str) -> nnxp.Backend:
     if name.startswith("strict"):
         import array_api_strict as xps
 
-        xps.set_array_api_strict_flags(api_version=STRICT_API_VERSION)
-        device = xps.Device("device1" if name == "strict" else "no_float64")
+        xps.set_array_api_strict_flags(api_version="2023.12" if name == "strict-2023" else STRICT_API_VERSION)
+        device = xps.Device("no_float64" if name == "strict-nof64" else "device1")
         return nnxp.get_backend((xps, device))
+    if name == "dask":
+        da = pytest.importorskip("dask.array", reason="dask is not installed")
+        return nnxp.get_backend(da)
+    if name == "jax":
+        jax = pytest.importorskip("jax", reason="JAX is not installed")
+        jax.config.update("jax_enable_x64", True)
+        return nnxp.get_backend(jax.numpy)
     if name == "torch":
         torch = pytest.importorskip("torch", reason="PyTorch is not installed")
         return nnxp.get_backend((torch, "cpu"))

@@ -17,7 +17,7 @@ from ..errors import DataError
 __all__ = [
     "add_blas_argument", "add_data_arguments", "add_device_argument", "bench_contenders", "blas_choice", "check_writable", "int_list",
     "layer_sizes", "load_data", "nonnegative_float", "nonnegative_int", "positive_float",
-    "positive_int", "sizes_list",
+    "positive_int", "probability", "sizes_list",
 ]
 
 
@@ -40,6 +40,7 @@ positive_int = _number(int, "a whole number", lambda v: v >= 1, "must be at leas
 nonnegative_int = _number(int, "a whole number", lambda v: v >= 0, "must be zero or more")
 positive_float = _number(float, "a number", lambda v: 0 < v < float("inf"), "must be a positive number")
 nonnegative_float = _number(float, "a number", lambda v: 0 <= v < float("inf"), "must be zero or positive")
+probability = _number(float, "a number", lambda v: 0 <= v < 1, "must be a probability in [0, 1)")
 
 
 def layer_sizes(text: str) -> list[int]:

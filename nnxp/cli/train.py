@@ -11,8 +11,8 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ConfigError, DataError, DivergenceError
-from .args import (add_blas_argument, add_data_arguments, add_device_argument, check_writable, layer_sizes, load_data,
-                   nonnegative_float, nonnegative_int, positive_float, positive_int)
+from .args import (add_blas_argument, add_data_arguments, add_device_argument, check_writable, layer_sizes,
+                   load_data, nonnegative_float, nonnegative_int, positive_float, positive_int, probability)
 
 __all__ = ["add_commands", "cmd_train"]
 
@@ -33,6 +33,8 @@ def add_commands(commands: Any) -> None:
                    help="cross_entropy, squared_error, or auto: cross-entropy after softmax "
                         "(default: auto)")
     p.add_argument("--init", default="auto", help="auto, he, xavier or uniform (default: auto)")
+    p.add_argument("--dropout", type=probability, default=0.0, metavar="P",
+                   help="drop each hidden unit with probability P in training (default: 0, none)")
     p.add_argument("--optimizer", default="adam", choices=["sgd", "momentum", "nesterov", "adam", "adamw"],
                    help="momentum and nesterov are SGD with momentum --momentum (default: adam)")
     p.add_argument("--lr", type=positive_float, default=None,
@@ -65,8 +67,8 @@ def add_commands(commands: Any) -> None:
 
 _DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.001, "adamw": 0.001}
 # Settings a checkpoint fixes: a resumed run takes them from the file.
-_RUN_SETTINGS = ("dataset", "hidden", "activation", "output", "loss", "init", "batch_size", "seed", "dtype",
-                 "schedule")
+_RUN_SETTINGS = ("dataset", "hidden", "activation", "output", "loss", "init", "dropout", "batch_size", "seed",
+                 "dtype", "schedule")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -100,7 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is None:
         sizes = [x_train.shape[1], *args.hidden, data.num_classes]
         net = Network(sizes, hidden=args.activation, output=args.output, loss=args.loss, init=args.init,
-                      seed=args.seed, dtype=args.dtype, device=backend)
+                      seed=args.seed, dtype=args.dtype, device=backend, dropout=args.dropout)
         lr = args.lr if args.lr is not None else _DEFAULT_LR[args.optimizer]
         extra = {"momentum": args.momentum} if args.optimizer in ("momentum", "nesterov") else {}
         optimizer = get_optimizer(args.optimizer, lr=lr, weight_decay=args.weight_decay, **extra)
