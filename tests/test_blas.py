@@ -4,6 +4,7 @@ calibration is cached per machine, and asking for a BLAS that is not installed i
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -181,3 +182,27 @@ def test_library_settings_reject_a_missing_or_unknown_blas(mkl_absent):
     with pytest.raises(nnxp.BackendError):
         net.fit(np.ones((4, 4)), [0, 1, 2, 0], epochs=1, verbose=0, blas="mkl")
     assert blas.blas_setting() == "auto"
+
+
+def test_mkl_is_right_after_pytorch_loaded_its_own_mkl():
+    # PyTorch's libtorch_cpu exports its statically linked MKL's symbols; once gave wrong products.
+    pytest.importorskip("torch")
+    load_provider("mkl")
+    import subprocess
+    import sys
+
+    code = """
+import torch, numpy as np
+torch.ones(4) @ torch.ones(4)
+from nnxp.kernels.blas import provider
+rng = np.random.default_rng(0)
+a, b = rng.normal(size=(64, 100)).astype(np.float32), rng.normal(size=(100, 30)).astype(np.float32)
+c = np.ones((64, 30), np.float32)
+provider("mkl").gemm(c, a, b, -0.5, 0.25)
+print(np.abs(c - (0.25 - 0.5 * (a.astype(np.float64) @ b))).max())
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MKL_")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(nnxp.__file__))))
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) < 1e-4

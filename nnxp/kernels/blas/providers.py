@@ -20,7 +20,11 @@ the product is a *provider*:
     ``mkl``; MKL's own default, and what the 0.71-0.88x GEMM times of issue 14
     were measured with), else GNU OpenMP (``libgomp``), else sequential;
     ``MKL_THREADING_LAYER=GNU|INTEL|SEQUENTIAL|TBB`` in the environment
-    overrides this.  Intel OpenMP's idle threads spin for ``KMP_BLOCKTIME``
+    overrides this.  The choice is passed through the environment
+    (``MKL_THREADING_LAYER``, ``MKL_INTERFACE_LAYER=LP64`` when unset), read
+    when MKL starts: calling ``MKL_Set_Threading_Layer`` instead gave wrong
+    products in a process that had loaded PyTorch first (its libtorch_cpu
+    exports ~23,000 symbols of its own, statically linked MKL).  Intel OpenMP's idle threads spin for ``KMP_BLOCKTIME``
     (200 ms) after a product, GNU's for well under a millisecond; with 2
     threads on 2 cores either leaves NumPy's single-threaded elementwise passes
     their core.  MKL's thread count is set, when it is loaded, to NumPy's BLAS
@@ -46,8 +50,6 @@ from ...errors import BackendError
 __all__ = ["Provider", "PROVIDERS", "openblas", "mkl", "mkl_missing", "provider"]
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
-#: MKL_Set_Threading_Layer codes
-_MKL_LAYERS = {"INTEL": 0, "SEQUENTIAL": 1, "GNU": 3, "TBB": 4}
 MKL_HINT = "pip install 'nnxp[mkl]'"
 
 
@@ -212,14 +214,12 @@ def mkl() -> Provider:
         raise BackendError(f"the mkl BLAS is not installed: {MKL_HINT}, or use --blas openblas")
     lib_dir = os.path.dirname(path)
     layer = _threading_layer(lib_dir)
+    # Through the environment, read when MKL initialises: calling MKL_Set_Threading_Layer instead
+    # gave wrong products in a process that had loaded PyTorch (its own MKL) first.
+    os.environ.setdefault("MKL_THREADING_LAYER", layer)
+    os.environ.setdefault("MKL_INTERFACE_LAYER", "LP64")
     try:
-        lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-        if "MKL_INTERFACE_LAYER" not in os.environ:
-            lib.MKL_Set_Interface_Layer.restype = ctypes.c_int
-            lib.MKL_Set_Interface_Layer(0)  # LP64: 32-bit integers
-        if "MKL_THREADING_LAYER" not in os.environ:
-            lib.MKL_Set_Threading_Layer.restype = ctypes.c_int
-            lib.MKL_Set_Threading_Layer(_MKL_LAYERS.get(layer, 1))
+        lib = ctypes.CDLL(path, mode=ctypes.RTLD_LOCAL)
         funcs = _bind(lib, "cblas_sgemm", "cblas_dgemm", ctypes.c_int32)
         buf = ctypes.create_string_buffer(256)
         lib.MKL_Get_Version_String(buf, 256)
