@@ -4,7 +4,7 @@ the workers taking turns, one sample each per round.
 In one process, the libraries' thread pools meet: after a product, OpenBLAS's
 and PyTorch's (OpenMP, MKL) idle threads keep spinning for a while and steal
 the cores the next contender's threads need.  Here each contender lives in its
-own process (``python -m nnxp.bench.isolated``, started by :func:`measure_isolated`),
+own process (``python -m nnxp.bench.worker``, started by :func:`measure_isolated`),
 so only its own threads are ever in it; the parent asks one worker at a time
 for a sample (the others wait, blocked on a pipe), rotating the starting
 worker every round, and before each sample the worker runs untimed steps for
@@ -24,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ class RemoteContender:
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])  # the directory holding this nnxp package
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self.proc = subprocess.Popen([sys.executable, "-m", "nnxp.bench.isolated"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "nnxp.bench.worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env, bufsize=1)
         self._send({**settings, "name": name})
         ready = self._receive()
@@ -134,52 +133,3 @@ def measure_isolated(sizes: Sequence[int], batch: int, names: Sequence[str], *, 
     finally:
         for w in workers:
             w.close()
-
-
-# -- the worker process ---------------------------------------------------------------------------
-
-def _worker() -> None:
-    import gc
-
-    from .contenders import build_contenders
-    from .machine import Threads
-    from .timing import _calibrate, _sample, _settle
-
-    out = sys.stdout
-    sys.stdout = sys.stderr  # anything a library prints must not break the protocol
-    settings = json.loads(sys.stdin.readline())
-    notes: list[str] = []
-    with Threads(settings["threads"]):
-        found = build_contenders(settings["sizes"], settings["batch"], [settings["name"]], settings["device"],
-                                 notes, settings["blas"])
-        if not found:
-            out.write(json.dumps({"ready": True, "k": 0, "pid": os.getpid(), "pool": "", "info": {"notes": notes}})
-                      + "\n")
-            out.flush()
-            return
-        c = found[0]
-        _calibrate(c, settings["warmup_s"], settings["min_sample_s"])
-        out.write(json.dumps({"ready": True, "k": c.k, "pid": os.getpid(), "pool": c.pool}) + "\n")
-        out.flush()
-        gc.collect()
-        gc.disable()
-        for line in sys.stdin:
-            message = json.loads(line)
-            if message["cmd"] == "sample":
-                t = os.times()
-                if message["settle_s"] > 0:
-                    _settle(c, message["settle_s"])
-                seconds = _sample(c)
-                t2 = os.times()
-                reply: dict[str, Any] = {"sample_s": seconds,
-                                         "cpu_s": (t2.user + t2.system) - (t.user + t.system)}
-            elif message["cmd"] == "info":
-                reply = {"info": {**c.info(), "notes": notes}}
-            else:
-                break
-            out.write(json.dumps(reply) + "\n")
-            out.flush()
-
-
-if __name__ == "__main__":
-    _worker()
