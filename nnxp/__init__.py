@@ -16,16 +16,20 @@ from .errors import (BackendError, ConfigError, DataError, DivergenceError, Down
                      NnxpError, ShapeError)
 from .kernels.blas import set_blas
 from .losses import CrossEntropy, Loss, SquaredError, get_loss
-from .network import Dense, Network
+from .layers import Dense, Dropout, Layer
+from .network import Network
 from .optim import SGD, Adam, AdamW, Optimizer, get_optimizer
-from .serialization import load, save
+from .network import load
+from .serialization import save
+from .text.embedding import Embedding  # registers the "embedding" layer kind for model files
 from .train import Callback, History, evaluate, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Activation", "Adam", "AdamW", "Backend", "BackendError", "Callback", "ConfigError",
-    "CrossEntropy", "DataError", "Dense", "DivergenceError", "DownloadError", "History", "Loss",
+    "CrossEntropy", "DataError", "Dense", "DivergenceError", "DownloadError", "Dropout", "Embedding",
+    "History", "Layer", "Loss",
     "Network", "NnxpError", "Optimizer", "SGD", "ShapeError", "SquaredError", "backend_of",
     "cuda_available", "evaluate", "fit", "get_activation", "get_backend", "get_loss",
     "get_optimizer", "load", "save", "set_blas", "to_numpy", "__version__",

@@ -5,6 +5,17 @@ system, so the final :func:`os.replace` is atomic), is flushed and fsynced,
 and only then renamed over the target. If anything fails before the rename,
 the temporary file is removed and an existing target is left untouched.
 
+Only regular files (or new paths) are written: a target that is a device
+node, FIFO, socket or directory is refused (``OSError`` EINVAL) before
+anything is written, so ``--save /dev/sda`` or a FIFO is never replaced.
+
+Temporary files are named ``.<target name>.<host>-<pid>.<random>.tmp``. A run
+killed mid-write (``kill -9``, power cut) leaves one behind; the next write to
+the same target removes such leftovers when that is safe: a regular file, owned
+by the current user, written on this machine (same host tag) by a process that
+no longer exists. Temp files of live processes, other users or other machines
+(a shared network directory) are never touched.
+
 These helpers raise the plain :class:`OSError` (or whatever the ``with`` body
 raised); callers wrap it into an :mod:`nnxp.errors` class with their context.
 """
@@ -12,8 +23,12 @@ raised); callers wrap it into an :mod:`nnxp.errors` class with their context.
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import os
 import secrets
+import socket
+import stat
 from pathlib import Path
 from typing import IO, Union
 from collections.abc import Iterator
@@ -25,6 +40,69 @@ PathLike = Union[str, "os.PathLike[str]"]
 _TMP_SUFFIX = ".tmp"
 
 
+def _host_tag() -> str:
+    """8 hex digits naming this machine, so PIDs of other machines are never judged here."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def check_regular_target(target: PathLike) -> None:
+    """Raise OSError (EINVAL) unless ``target`` is a regular file or does not exist yet.
+
+    A symbolic link is judged by what it points to (a dangling one counts as new).
+    """
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "not a regular file")
+        raise OSError(errno.EINVAL, f"it is {kind}, not a regular file; give a file path")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot tell: keep its file
+    return True
+
+
+def remove_stale_temps(target: PathLike) -> list[Path]:
+    """Delete leftover temp files of ``target`` from dead processes on this machine; return them.
+
+    Safe by construction: only ``.<name>.<this host>-<pid>.<hex>.tmp`` regular
+    files owned by the current user whose PID is not running are removed.
+    """
+    target = Path(target)
+    prefix = f".{target.name}.{_host_tag()}-"
+    removed = []
+    try:
+        entries = list(os.scandir(target.parent if str(target.parent) else "."))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(_TMP_SUFFIX)):
+            continue
+        pid_text, _, rand = name[len(prefix):-len(_TMP_SUFFIX)].partition(".")
+        if not pid_text.isdigit() or not rand or int(pid_text) == os.getpid():
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or _pid_alive(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
+
+
 def _create_temp(target: Path) -> tuple[int, Path]:
     """Create and open a fresh temp file beside ``target``; return (fd, path).
 
@@ -34,7 +112,7 @@ def _create_temp(target: Path) -> tuple[int, Path]:
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
+        tmp = target.with_name(f".{target.name}.{_host_tag()}-{os.getpid()}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
@@ -74,6 +152,8 @@ def atomic_open(path: PathLike, mode: str = "wb", *, encoding: str = "utf-8") ->
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open mode must be 'wb' or 'w', not {mode!r}")
     target = Path(path)
+    check_regular_target(target)
+    remove_stale_temps(target)
     fd, tmp = _create_temp(target)
     try:
         if mode == "wb":
@@ -89,6 +169,7 @@ def atomic_open(path: PathLike, mode: str = "wb", *, encoding: str = "utf-8") ->
             yield f
             f.flush()
             os.fsync(f.fileno())
+        check_regular_target(target)  # again: it may have become a FIFO or device meanwhile
         os.replace(tmp, target)
     except BaseException:
         _remove_quietly(tmp)

@@ -122,7 +122,12 @@ class LeakyReLU(Activation):
     name = "leaky_relu"
 
     def __init__(self, alpha: float = 0.2):
-        alpha = float(alpha)
+        if isinstance(alpha, (bool, str, bytes)):
+            raise ConfigError(f"leaky_relu alpha must be a number in [0, 1), got {alpha!r}")
+        try:
+            alpha = float(alpha)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"leaky_relu alpha must be a number in [0, 1), got {alpha!r}") from None
         if not 0.0 <= alpha < 1.0:
             raise ConfigError(f"leaky_relu alpha must be in [0, 1), got {alpha}")
         self.alpha = alpha

@@ -55,13 +55,15 @@ class Backend:
     Backends compare and hash by library and device, so they can key caches.
     """
 
-    __slots__ = ("xp", "device", "name", "inplace")
+    __slots__ = ("xp", "device", "name", "inplace", "lazy")
 
     def __init__(self, xp: Any, device: Any, name: str, inplace: bool | None = None):
         self.xp = xp
         self.device = device
         self.name = name
         self.inplace = _visible_inplace(xp, device) if inplace is None else bool(inplace)
+        #: whether arrays are lazy (dask): work waits until a result is needed
+        self.lazy = array_api_compat.is_dask_namespace(xp)
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Backend) and self.xp is other.xp
@@ -139,6 +141,18 @@ class Backend:
     def to_numpy(self, x: Any) -> np.ndarray:
         """Copy ``x`` to a NumPy array on the host (a synchronising transfer)."""
         return to_numpy(x)
+
+    def persist(self, arrays: list[Any]) -> list[Any]:
+        """Compute a lazy library's pending work for ``arrays`` and return arrays holding
+        the results (dask's ``persist``); eager libraries return ``arrays`` unchanged.
+
+        A training loop on a lazy library calls this once per step, or every step's
+        graph would be chained into one that grows all epoch."""
+        if not self.lazy:
+            return list(arrays)
+        import dask
+
+        return list(dask.persist(*arrays, scheduler="sync", optimize_graph=False))
 
     def context(self) -> Any:
         """A ``with`` block in which this device is the current one.

@@ -88,6 +88,13 @@ class Layer:
     def from_config(cls, config: dict[str, Any], backend: Any, dtype: Any) -> "Layer":
         raise NotImplementedError
 
+    @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
+        """{parameter name: shape} that ``from_config(config)`` would allocate, computed
+        without allocating (a loader checks a file's tensors against it first);
+        None when the layer cannot tell, and raises ConfigError on a bad config."""
+        return {} if not cls.parameter_names else None
+
 
 class Dense(Layer):
     """A fully connected layer: a = f(x W^T + b).
@@ -138,6 +145,11 @@ class Dense(Layer):
     def config(self):
         return {"kind": self.kind, "in": self.in_features, "out": self.out_features,
                 "activation": self.activation.config()}
+
+    @classmethod
+    def parameter_shapes(cls, config):
+        n_in, n_out = _size(config, "in"), _size(config, "out")
+        return {"weight": (n_out, n_in), "bias": (n_out,)}
 
     @classmethod
     def from_config(cls, config, backend, dtype):

@@ -28,13 +28,17 @@ from array_api_compat import array_namespace
 from . import validation
 from .activations import Activation, Softmax, get_activation
 from .backend import Backend, get_backend, to_numpy
-from .errors import ConfigError, DataError, ShapeError
+from .errors import BackendError, ConfigError, DataError, NnxpError, ShapeError
 from .init import check_seed, initial_parameters, resolve_init
 from .kernels.reference import ArrayAPIOps
 from .layers import Dense, Dropout, Layer, Run, layer_from_config
 from .losses import Loss, get_loss
+from .serialization import checked_model, read_arrays
+from .serialization import save as save_model
+from .train import evaluate as evaluate_network
+from .train import fit as fit_network
 
-__all__ = ["Network"]
+__all__ = ["Network", "load", "network_from"]
 
 _REFERENCE = ArrayAPIOps()
 
@@ -82,6 +86,7 @@ class Network:
         dropout: float = 0.0,
     ):
         sizes = validation.check_sizes(sizes)
+        validation.check_parameter_memory(sizes, 8 if dtype == "float64" else 4)
         n_layers = len(sizes) - 1
         if isinstance(hidden, (list, tuple)):
             if len(hidden) != n_layers - 1:
@@ -352,27 +357,20 @@ class Network:
     # -- Keras-style conveniences (nnxp.train does the work) ------------------------
     def fit(self, x: Any, y: Any, **kwargs: Any):
         """Train on (x, y); see :func:`nnxp.train.fit` for the options. Returns a History."""
-        from .train import fit
-
-        return fit(self, x, y, **kwargs)
+        return fit_network(self, x, y, **kwargs)
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 4096) -> dict[str, float]:
         """{"loss": batch-mean cost, "accuracy": fraction correct} over all of (x, y)."""
-        from .train import evaluate
-
-        return evaluate(self, x, y, batch_size=batch_size)
+        return evaluate_network(self, x, y, batch_size=batch_size)
 
     # -- files -------------------------------------------------------------------------
     def save(self, path: Any) -> None:
         """Write the network to a ``.safetensors`` file (atomically); see :mod:`nnxp.serialization`."""
-        from .serialization import save
-
-        save(self, path)
+        save_model(self, path)
 
     @classmethod
     def load(cls, path: Any, device: Any = "auto") -> "Network":
-        from .serialization import load
-
+        """The network stored in ``path`` (see :func:`load`)."""
         return load(path, device=device)
 
     @classmethod
@@ -394,6 +392,31 @@ class Network:
                        dtype=config["dtype"], device=device, init="xavier", seed=0)
         except (KeyError, TypeError) as exc:
             raise DataError(f"incomplete network description ({exc})") from None
+
+
+def load(path: Any, device: Any = "auto") -> Network:
+    """The network stored in ``path``, on ``device`` (any backend), dtype preserved."""
+    arrays, metadata = read_arrays(path)
+    return network_from(arrays, metadata, path, device)
+
+
+def network_from(arrays: dict[str, np.ndarray], metadata: dict[str, Any], path: Any, device: Any, *,
+                 extra_prefixes: tuple[str, ...] = ("optimizer.",)) -> Network:
+    """The network a file's ``metadata`` describes, with the parameters in ``arrays``,
+    everything checked first (:func:`nnxp.serialization.checked_model`)."""
+    config = checked_model(arrays, metadata, path, extra_prefixes=extra_prefixes)
+    try:
+        net = Network.from_config(config, device=device)
+        groups = [tuple(arrays[f"layers.{i}.{name}"] for name in layer.parameter_names)
+                  for i, layer in enumerate(net.layers) if layer.parameter_names]
+        net.set_weights(groups)
+    except KeyError as exc:
+        raise DataError(f"{path}: missing array {exc} for the network it describes") from None
+    except BackendError:
+        raise
+    except NnxpError as exc:
+        raise DataError(f"{path}: bad network description ({exc}); the file is damaged") from None
+    return net
 
 
 def _float_dtype(params: Sequence[Any], backend: Backend) -> Any:

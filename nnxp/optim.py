@@ -107,6 +107,13 @@ class Optimizer:
             self._params = list(params)
         self.t += 1
 
+    def adopt(self, params: Sequence[Any]) -> None:
+        """Make the state belong to ``params``: the same values as the current
+        parameters, in new arrays (e.g. a lazy backend's computed results)."""
+        if len(params) != len(self._params):
+            raise ConfigError(f"{len(params)} parameters, but the state is for {len(self._params)}")
+        self._params = list(params)
+
     def slot(self, i: int) -> dict[str, Any]:
         """The state arrays of parameter ``i`` by buffer name."""
         return {name: bufs[i] for name, bufs in self.state.items()}

@@ -19,17 +19,19 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 from array_api_compat import array_namespace
 
-from .errors import ConfigError, DivergenceError
-from .init import check_seed
+from .divergence import check_epoch
+from .errors import ConfigError
 from .kernels import ArrayAPIOps, ops_for
-from .network import Network
 from .optim import Optimizer, _positive, get_optimizer
-from .validation import positive_int
+from .validation import nonnegative_int, positive_int
+
+if TYPE_CHECKING:
+    from .network import Network
 
 __all__ = ["fit", "evaluate", "History", "Callback", "count_correct", "SCHEDULES"]
 
@@ -110,12 +112,15 @@ def fit(
 
     Returns the :class:`History` (``history`` extended, if given).
 
-    Raises :class:`~nnxp.errors.DivergenceError` if an epoch's loss is NaN or
-    infinite; the network then holds the diverged weights, so keep a
-    checkpoint (the CLI does).
+    Raises :class:`~nnxp.errors.DivergenceError` when an epoch diverges (a NaN
+    or infinite loss, parameter or optimizer state, or a loss exploding
+    relative to its start: the rule is in :mod:`nnxp.divergence`), before
+    that epoch's callbacks run, so a checkpoint callback never saves a
+    diverged network; the network then holds the diverged weights.
     """
     epochs, batch_size = positive_int("epochs", epochs), positive_int("batch_size", batch_size)
-    seed = check_seed(seed)
+    initial_epoch = nonnegative_int("initial_epoch", initial_epoch)
+    seed = nonnegative_int("seed", seed)  # not None: shuffles must repeat for a resumed run
     if isinstance(optimizer, str):
         optimizer = get_optimizer(optimizer, lr=lr)
     elif not isinstance(optimizer, Optimizer):
@@ -123,7 +128,7 @@ def fit(
                           f"nnxp Optimizer, got {type(optimizer).__name__}")
     elif lr is not None:
         optimizer.lr = optimizer.initial_lr = _positive("learning rate", lr)
-    if schedule not in SCHEDULES:
+    if not isinstance(schedule, str) or schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
     x = net.inputs(x)
     n = x.shape[0]
@@ -143,6 +148,7 @@ def fit(
     ops = ops_for(backend, fast=fast, blas=blas)
     index_dtype = backend.index_dtype
     steps = math.ceil(n / batch_size)
+    first_cost = None  # the run's first batch loss (before any update): divergence.check_epoch's reference
     with backend.context():  # CuPy: run on the network's GPU
         for epoch in range(initial_epoch, epochs):
             started = time.perf_counter()
@@ -161,8 +167,12 @@ def fit(
                     xb = ops.take_rows(x, index, "x_batch")
                     yb = ops.take_rows(y, index, "y_batch")
                     cost, a = net.train_step(xb, yb, optimizer, ops, rng=rng)
+                    if first_cost is None and not history.records:
+                        first_cost = cost * 1.0  # a copy: a fast path may reuse its buffers
                     loss_sum = loss_sum + cost * float(hi - lo)
                     correct = correct + count_correct(a, yb, index_dtype)
+                    if backend.lazy:  # dask: evaluate the step now, or the graph grows all epoch
+                        loss_sum, correct = _materialise(backend, net, optimizer, loss_sum, correct)
                     if bar is not None:
                         bar.update(hi, loss_sum)
                 loss = float(loss_sum) / n  # the epoch's one read of training results
@@ -175,11 +185,9 @@ def fit(
                     record.update(_evaluate_on_device(net, *val, prefix="val_"))
             record["seconds"] = time.perf_counter() - started
             record["samples_per_second"] = n / train_seconds
-            if not math.isfinite(loss):
-                raise DivergenceError(
-                    f"training diverged in epoch {epoch + 1}: the loss is {loss}; "
-                    f"the learning rate ({optimizer.lr:g}) is probably too high, try a lower one"
-                )
+            # Before the callbacks, so a diverged network is never checkpointed.
+            check_epoch(net, optimizer, record, history.records,
+                        float(first_cost) if first_cost is not None and not history.records else None)
             history.records.append(record)
             if verbose:
                 out(format_record(record, epochs))
@@ -200,6 +208,7 @@ def evaluate(net: Network, x: Any, y: Any, batch_size: int = 4096,
 
     Runs ``batch_size`` rows at a time; sums stay on the device and are read once.
     """
+    batch_size = positive_int("batch_size", batch_size)
     x = net.inputs(x)
     y = net.targets(y, x.shape[0])
     with net.backend.context():
@@ -223,6 +232,22 @@ def _evaluate_on_device(net: Network, x: Any, y: Any, batch_size: int = 4096,
         loss_sum = loss_sum + net.loss.value(net.output, z, a, yb) * float(xb.shape[0])
         correct = correct + count_correct(a, yb, index_dtype)
     return {prefix + "loss": float(loss_sum) / n, prefix + "accuracy": int(correct) / n}
+
+
+def _materialise(backend: Any, net: Network, optimizer: Optimizer, *others: Any) -> list[Any]:
+    """Compute a lazy backend's pending work for the parameters, optimizer state and ``others``."""
+    params = net.parameters()
+    names = list(optimizer.state)
+    state = [a for name in names for a in optimizer.state[name]]
+    done = backend.persist([*params, *state, *others])
+    net.set_parameters(done[:len(params)])
+    optimizer.adopt(done[:len(params)])
+    start = len(params)
+    for name in names:
+        count = len(optimizer.state[name])
+        optimizer.state[name] = done[start:start + count]
+        start += count
+    return done[start:]
 
 
 def count_correct(a: Any, y: Any, dtype: Any) -> Any:

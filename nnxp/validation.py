@@ -7,6 +7,8 @@ reads the data back at most once (e.g. one ``all(isfinite(x))``).
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -16,7 +18,8 @@ from array_api_compat import device as array_device
 from .backend import index_dtype
 from .errors import ConfigError, ShapeError
 
-__all__ = ["inputs", "targets", "one_hot", "predicted_labels", "check_sizes", "positive_int", "real_array"]
+__all__ = ["inputs", "targets", "one_hot", "predicted_labels", "check_sizes", "positive_int", "real_array",
+           "nonnegative_int", "finite_float", "file_path", "check_parameter_memory", "available_memory"]
 
 
 def inputs(net: Any, x: Any, name: str = "x") -> Any:
@@ -96,13 +99,16 @@ def predicted_labels(a: Any) -> Any:
 
 
 def check_sizes(sizes: Sequence[int]) -> list[int]:
-    """Layer widths, input first: 2 or more positive integers."""
+    """Layer widths, input first: 2 or more positive integers (not inf, 2.5, True or "4")."""
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+        raise ConfigError(f"sizes must be a list of layer widths like [784, 128, 10], got {sizes!r}")
+    sizes = list(sizes)
     try:
-        out = [int(s) for s in sizes]
-    except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"sizes must be a list of layer widths like [784, 128, 10], got {sizes!r}") from None
-    if len(out) < 2 or any(s < 1 for s in out) or any(int(s) != s for s in sizes):
-        raise ConfigError(f"sizes must be 2 or more positive integers (inputs ... outputs), got {list(sizes)}")
+        out = [positive_int("a layer width", s) for s in sizes]
+    except ConfigError:
+        out = []
+    if len(out) < 2:
+        raise ConfigError(f"sizes must be 2 or more positive integers (inputs ... outputs), got {sizes!r:.80}")
     return out
 
 
@@ -112,9 +118,71 @@ def positive_int(name: str, value: Any) -> int:
         number = int(value)
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{name} must be a positive integer, got {value!r}") from None
-    if isinstance(value, bool) or number != value or number < 1:
+    if isinstance(value, (bool, str, bytes)) or number != value or number < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     return number
+
+
+def nonnegative_int(name: str, value: Any) -> int:
+    """``value`` as an int >= 0 (``0``, ``3``, ``3.0``; not ``-1``, ``1.5``, ``inf``, ``None``, ``True``)."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}") from None
+    if isinstance(value, (bool, str, bytes)) or number != value or number < 0:
+        raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
+    return number
+
+
+def finite_float(name: str, value: Any, *, positive: bool = False) -> float:
+    """``value`` as a finite Python float (> 0 if ``positive``); NaN, inf, strings, bools refused."""
+    requirement = "finite and > 0" if positive else "finite"
+    if isinstance(value, (bool, str, bytes)):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or (positive and number <= 0):
+        raise ConfigError(f"{name} must be {requirement}, got {number}")
+    return number
+
+
+def file_path(name: str, value: Any) -> str | os.PathLike:
+    """A file path (a non-empty ``str`` or an ``os.PathLike``); None, numbers, bytes refused."""
+    if isinstance(value, os.PathLike) or isinstance(value, str) and value:
+        return value
+    raise ConfigError(f"{name} must be a file path (str or pathlib.Path), got {value!r}")
+
+
+def available_memory() -> int | None:
+    """Bytes of host memory available now (Linux ``MemAvailable``), else physical memory, else None."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_parameter_memory(sizes: Sequence[int], itemsize: int) -> None:
+    """Refuse layer sizes whose parameters alone would not fit in the available host memory.
+
+    Initial values are drawn on the host in float64 before moving to a
+    device, so host memory bounds every backend.  (Training needs several
+    times more: gradients and optimizer state.)
+    """
+    count = sum(n_in * n_out + n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    need = count * max(itemsize, 8)
+    have = available_memory()
+    if have is not None and need > have:
+        raise ConfigError(f"sizes {list(sizes)} make {count:,} parameters, which need {need / 2**30:,.1f} GiB; "
+                          f"only {have / 2**30:,.1f} GiB of memory is available: use smaller layers")
 
 
 def real_array(data: Any, name: str) -> Any:

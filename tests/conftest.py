@@ -83,6 +83,18 @@ def host(x) -> np.ndarray:
     return nnxp.to_numpy(x)
 
 
+def pytest_collection_modifyitems(items):
+    """Runs of hundreds of steps (``@pytest.mark.many_steps``) are skipped on dask only:
+    dask builds a task graph per operation (about 3 ms each), so 2,000 steps take
+    minutes.  Training on dask is checked against NumPy by tests/test_libraries.py."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if item.get_closest_marker("many_steps") and callspec and callspec.params.get("backend") == "dask":
+            item.add_marker(pytest.mark.skip(
+                reason="dask: hundreds of steps at ~3 ms of graph building per operation "
+                       "(dask training is compared with NumPy in test_libraries.py)"))
+
+
 def pytest_terminal_summary(terminalreporter):
     """Skipped tests counted by reason: one line per reason, not one per test."""
     from collections import Counter

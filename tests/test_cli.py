@@ -200,7 +200,7 @@ def test_metrics_and_model_in_one_file_is_refused(capsys, tmp_path):
     code, _, err = run_cli(capsys, "train", "--device", "cpu", "--epochs", "1", "--save", same,
                            "--metrics", same)
     assert code == 2
-    assert "give them different paths" in one_line_error(err)
+    assert "give --save a different path" in one_line_error(err) or "give --metrics a different path" in one_line_error(err)
     assert not same.exists()
 
 

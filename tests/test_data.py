@@ -493,7 +493,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
             return
         self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
+        if not self.path.startswith("/nolength/"):
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         try:
             self.wfile.write(body)
@@ -550,6 +551,26 @@ def closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/"
+
+
+@pytest.mark.parametrize("prefix,reason", [("big", "announces"), ("nolength", "sent more than the expected")])
+def test_download_stops_at_the_expected_size(server, remote_files, tmp_path, prefix, reason):
+    blobs, sums, _ = remote_files
+    padded = {name: blob + bytes(3 << 20) for name, blob in blobs.items()}  # 3 MB more than expected
+    url = serve(server, prefix, padded)
+    seen = []
+    with pytest.raises(DownloadError, match=reason):
+        download("mnist", tmp_path / "dest", mirrors=[url], checksums=sums,
+                 sizes={name: len(blob) for name, blob in blobs.items()},
+                 progress=lambda done, total: seen.append(done))
+    assert max(seen, default=0) <= len(blobs[FILES[0]]) + 1  # never read past the limit
+    assert list((tmp_path / "dest").iterdir()) == []  # nothing (not even a temp file) left
+
+
+def test_built_in_sizes_cover_every_file():
+    for name in download_mod.SHA256:
+        assert set(download_mod.SIZES[name]) == set(FILES)
+        assert all(0 < size <= download_mod.MAX_BYTES for size in download_mod.SIZES[name].values())
 
 
 def test_download_from_good_mirror(server, remote_files, tmp_path):

@@ -1,7 +1,7 @@
-"""The ``nnxp`` command: train, evaluate, predict, images, plot, bench.
+"""The ``nnxp`` command: train, evaluate, predict, images, plot, bench, text.
 
 One module per command group (:mod:`.train`, :mod:`.evaluate`, :mod:`.images`
-for predict/images/plot, :mod:`.bench`), the argument types and shared
+for predict/images/plot, :mod:`.bench`, :mod:`.text`), the argument types and shared
 arguments in :mod:`.args`, the parser and the error handling in :mod:`.main`.
 
 Every user error (bad flag value, missing or corrupt file, unknown device, no

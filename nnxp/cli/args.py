@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 
 from ..bench import CONTENDERS
-from ..errors import DataError
+from .._files import check_regular_target
+from ..errors import ConfigError, DataError
 
 __all__ = [
-    "add_blas_argument", "add_data_arguments", "add_device_argument", "bench_contenders", "blas_choice", "check_writable", "int_list",
+    "add_blas_argument", "add_data_arguments", "add_device_argument", "bench_contenders", "blas_choice",
+    "check_distinct", "check_writable", "int_list",
     "layer_sizes", "load_data", "nonnegative_float", "nonnegative_int", "positive_float",
     "positive_int", "probability", "sizes_list",
 ]
@@ -114,6 +116,36 @@ def check_writable(path: Path | None) -> None:
         raise DataError(f"cannot write {path}: directory {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise DataError(f"cannot write {path}: permission denied; choose another path")
+    try:
+        check_regular_target(path)  # a FIFO, device node or socket is never replaced
+    except OSError as exc:
+        raise DataError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def check_distinct(outputs: dict[str, Path | None], inputs: dict[str, Path | None] | None = None) -> None:
+    """Refuse an output path that is an input or another output (the same file, by any name).
+
+    ``outputs`` and ``inputs`` map the flag (e.g. ``"--metrics"``) to its path
+    (None: not given); a file reached through a symbolic or hard link counts
+    as the same file.
+    """
+    given_outputs = [(flag, path) for flag, path in outputs.items() if path is not None]
+    others = given_outputs + [(flag, path) for flag, path in (inputs or {}).items() if path is not None]
+    for i, (flag, path) in enumerate(given_outputs):
+        for other_flag, other in others[i + 1:]:
+            if _same_file(path, other):
+                role = "an input" if other_flag in (inputs or {}) else "another output"
+                raise ConfigError(f"{flag} {path} is also {other_flag} ({role}): writing it would destroy "
+                                  f"that file; give {flag} a different path")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
 
 
 # -- shared arguments ------------------------------------------------------------------------

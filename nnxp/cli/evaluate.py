@@ -27,7 +27,7 @@ def add_commands(commands: Any) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..data import image_inputs
-    from ..serialization import load
+    from ..network import load
     from ..train import evaluate
 
     net = load(args.model, device=args.device)

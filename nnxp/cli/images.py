@@ -90,7 +90,8 @@ def add_commands(commands: Any) -> None:
 
 def _load_model(path: Path, device: Any) -> tuple[Any, str | None]:
     """(network, the dataset it was trained on if the file records it)."""
-    from ..serialization import network_from, read_arrays
+    from ..network import network_from
+    from ..serialization import read_arrays
 
     arrays, metadata = read_arrays(path)
     net = network_from(arrays, metadata, path, device)

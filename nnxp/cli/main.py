@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import DivergenceError, NnxpError
-from . import bench, evaluate, images, train
+from . import bench, evaluate, images, text, train
 
 __all__ = ["main", "build_parser"]
 
@@ -19,7 +19,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with usage errors as one line and exit status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        # Always "nnxp: error:" (as for every other error), naming the command's help.
+        self.exit(2, f"nnxp: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nnxp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-    for command_group in (train, evaluate, images, bench):
+    for command_group in (train, evaluate, images, bench, text):
         command_group.add_commands(commands)
     return parser
 
@@ -47,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except NnxpError as exc:
         print(f"nnxp: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:  # also CuPy's OutOfMemoryError: sizes that pass the checks but not training
+        print("nnxp: error: out of memory: use smaller layers or a smaller --batch-size", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         hint = getattr(args, "resume_hint", None)

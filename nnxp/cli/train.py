@@ -11,8 +11,8 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ConfigError, DataError, DivergenceError
-from .args import (add_blas_argument, add_data_arguments, add_device_argument, check_writable, layer_sizes,
-                   load_data, nonnegative_float, nonnegative_int, positive_float, positive_int, probability)
+from .args import (add_blas_argument, add_data_arguments, add_device_argument, check_distinct, check_writable,
+                   layer_sizes, load_data, nonnegative_float, nonnegative_int, positive_float, positive_int, probability)
 
 __all__ = ["add_commands", "cmd_train"]
 
@@ -71,9 +71,61 @@ _RUN_SETTINGS = ("dataset", "hidden", "activation", "output", "loss", "init", "d
                  "dtype", "schedule")
 
 
+def _one_of(*choices: str):
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(value)
+        return value
+    return check
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value
+
+
+def _whole(least: int):
+    def check(value: Any) -> int:
+        if type(value) is not int or value < least:
+            raise ValueError(value)
+        return value
+    return check
+
+
+def _widths(value: Any) -> list[int]:
+    if not isinstance(value, list):
+        raise TypeError(value)
+    return [_whole(1)(v) for v in value]
+
+
+def _probability(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(value)
+    return float(value)
+
+
+# What a resumed run accepts for each setting its checkpoint records (a damaged one is refused).
+_SETTING_RULES = {"dataset": _one_of("bundled", "mnist", "fashion-mnist"), "hidden": _widths,
+                  "activation": _text, "output": _text, "loss": _text, "init": _text, "dropout": _probability,
+                  "batch_size": _whole(1), "seed": _whole(0), "dtype": _one_of("float32", "float64"),
+                  "schedule": _one_of("constant", "cosine")}
+
+
+def _load_resume(path: Path, backend: Any):
+    """The checkpoint to resume from; a missing file gets a message saying why that happens."""
+    from ..checkpoint import load_checkpoint
+
+    if not path.exists() and not path.is_symlink():
+        raise DataError(f"checkpoint {path} not found: a run writes its first checkpoint at the end of its "
+                        "first epoch, so a run stopped before that left nothing to resume; start it again "
+                        "without --resume (or check the path)")
+    return load_checkpoint(path, device=backend)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ..backend import get_backend
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import check_settings
     from ..data import image_inputs
     from ..network import Network
     from ..optim import get_optimizer
@@ -83,19 +135,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         os.environ["CUPY_TF32"] = "1"
     backend = get_backend(args.device)  # an unknown device or missing GPU fails here, first
     if args.resume is not None:
-        checkpoint = load_checkpoint(args.resume, device=backend)
-        for key in _RUN_SETTINGS:
-            if key in checkpoint.settings:
-                setattr(args, key, checkpoint.settings[key])
+        checkpoint = _load_resume(args.resume, backend)
+        for key, value in check_settings(checkpoint, args.resume, _SETTING_RULES).items():
+            setattr(args, key, value)
         net, optimizer, history = checkpoint.net, checkpoint.optimizer, checkpoint.history
         if checkpoint.epoch >= args.epochs:
             raise ConfigError(f"{args.resume} has already done {checkpoint.epoch} epochs: "
                               f"pass --epochs N with N > {checkpoint.epoch} to train further")
     save_path = None if args.no_save else (args.save or args.resume or Path(f"nnxp-{args.dataset}.safetensors"))
+    # The checkpoint being resumed may be updated in place (the default); nothing else may coincide.
+    same_as_resume = save_path is not None and args.resume is not None and save_path == args.resume
+    check_distinct({"--metrics": args.metrics, "--save": None if same_as_resume else save_path},
+                   {"--resume": args.resume})
     for path in (save_path, args.metrics):
         check_writable(path)
-    if save_path is not None and args.metrics is not None and save_path.resolve() == args.metrics.resolve():
-        raise ConfigError(f"--metrics and the model file are both {save_path}: give them different paths")
 
     data = load_data(args)
     x_train, x_test = image_inputs(data.train_images), image_inputs(data.test_images)
@@ -112,9 +165,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     settings = {key: getattr(args, key) for key in _RUN_SETTINGS}
     callbacks = []
+    # The last good checkpoint: the one resumed from, until this run writes its own.
+    good = args.resume
+    if good is not None:
+        args.resume_hint = f"nnxp train --resume {good} --epochs {args.epochs}"
+    saver = None
     if save_path is not None:
-        callbacks.append(_SaveCheckpoint(save_path, settings))
-        args.resume_hint = f"nnxp train --resume {save_path} --epochs {args.epochs}"
+        saver = _SaveCheckpoint(save_path, settings, args)
+        callbacks.append(saver)
     if args.metrics is not None:
         callbacks.append(_WriteMetrics(args.metrics))
 
@@ -128,7 +186,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                       callbacks=callbacks, verbose=int(verbose), progress=verbose and sys.stderr.isatty(),
                       blas=args.blas)
     except DivergenceError as exc:
-        kept = f"; the last good checkpoint is {save_path}" if save_path is not None and save_path.exists() else ""
+        good = save_path if saver is not None and saver.written else good
+        kept = (f"; the last good checkpoint is {good}" if good is not None
+                else "; no checkpoint was written (it diverged in the first epoch)")
         raise DivergenceError(f"{exc}{kept}") from None
     final = history.last
     where = f"; model saved to {save_path}" if save_path is not None else ""
@@ -137,13 +197,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 class _SaveCheckpoint:
-    def __init__(self, path: Path, settings: dict[str, Any]):
-        self.path, self.settings = path, settings
+    """Writes the checkpoint after every good epoch (fit checks for divergence first)."""
+
+    def __init__(self, path: Path, settings: dict[str, Any], args: argparse.Namespace):
+        self.path, self.settings, self.args = path, settings, args
+        self.written = False
 
     def on_epoch_end(self, net, optimizer, record, history) -> None:
         from ..checkpoint import save_checkpoint
 
         save_checkpoint(self.path, net, optimizer, history, self.settings)
+        self.written = True
+        self.args.resume_hint = f"nnxp train --resume {self.path} --epochs {self.args.epochs}"
 
 
 class _WriteMetrics:

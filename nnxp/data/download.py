@@ -25,7 +25,7 @@ from nnxp._files import atomic_open
 PathLike = Union[str, "os.PathLike[str]"]
 Progress = Callable[[int, int | None], None]
 
-__all__ = ["download", "FILES", "MIRRORS", "SHA256", "file_sha256"]
+__all__ = ["download", "FILES", "MIRRORS", "SHA256", "SIZES", "MAX_BYTES", "file_sha256"]
 
 #: The four canonical file names, in the order they are fetched.
 FILES: tuple[str, ...] = (
@@ -64,6 +64,27 @@ SHA256: dict[str, dict[str, str]] = {
     },
 }
 
+#: Size in bytes of each canonical compressed file: a download stops as soon as a
+#: mirror sends more (so a wrong or hostile mirror cannot fill the disk before
+#: the SHA-256 check).
+SIZES: dict[str, dict[str, int]] = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": 9_912_422,
+        "train-labels-idx1-ubyte.gz": 28_881,
+        "t10k-images-idx3-ubyte.gz": 1_648_877,
+        "t10k-labels-idx1-ubyte.gz": 4_542,
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": 26_421_880,
+        "train-labels-idx1-ubyte.gz": 29_515,
+        "t10k-images-idx3-ubyte.gz": 4_422_102,
+        "t10k-labels-idx1-ubyte.gz": 5_148,
+    },
+}
+#: The cap for files of caller-given checksums (no known size): larger than any
+#: MNIST-style file.
+MAX_BYTES = 64 << 20
+
 _CHUNK = 1 << 16
 _USER_AGENT = "nnxp (Python urllib)"
 
@@ -87,6 +108,7 @@ def download(
     *,
     mirrors: Sequence[str] | None = None,
     checksums: Mapping[str, str] | None = None,
+    sizes: Mapping[str, int] | None = None,
     timeout: float = 30,
     progress: Progress | None = None,
 ) -> Path:
@@ -97,7 +119,10 @@ def download(
     hash does not match, is downloaded (the latter replaced only once a good
     copy has arrived). ``mirrors`` (base URLs ending in ``/``) and
     ``checksums`` (file name -> hex SHA-256, for the files in :data:`FILES`)
-    replace the built-in tables, e.g. to use a local server. ``timeout`` is
+    replace the built-in tables, e.g. to use a local server; ``sizes`` (file
+    name -> bytes) caps each download (default: :data:`SIZES` with the
+    built-in checksums, else :data:`MAX_BYTES`): a mirror sending more, or
+    announcing more in Content-Length, fails at once. ``timeout`` is
     in seconds per network operation (connect, each read). ``progress``, if
     given, is called as ``progress(bytes_done, bytes_total)`` while a file
     downloads; ``bytes_total`` is None when the server does not say, and
@@ -114,6 +139,8 @@ def download(
         )
     dest = Path(dest_dir).expanduser()
     mirrors = tuple(MIRRORS[name] if mirrors is None else mirrors)
+    if sizes is None:
+        sizes = SIZES[name] if checksums is None else {}
     checksums = dict(SHA256[name] if checksums is None else checksums)
     try:
         dest.mkdir(parents=True, exist_ok=True)
@@ -136,7 +163,8 @@ def download(
             except OSError:
                 pass
             stale = True  # present but wrong: fetch a good copy to replace it
-        _fetch_from_mirrors(name, fname, target, expected, mirrors, timeout, progress, stale)
+        _fetch_from_mirrors(name, fname, target, expected, mirrors, timeout, progress, stale,
+                            int(sizes.get(fname, MAX_BYTES)))
     return dest
 
 
@@ -149,12 +177,13 @@ def _fetch_from_mirrors(
     timeout: float,
     progress: Progress | None,
     stale: bool,
+    limit: int = MAX_BYTES,
 ) -> None:
     failures = []
     for base in mirrors:
         url = _join(base, fname)
         try:
-            _fetch(url, target, expected, timeout, progress)
+            _fetch(url, target, expected, timeout, progress, limit)
             return
         except _MirrorFailed as e:
             failures.append(f"{url}: {e}")
@@ -172,8 +201,9 @@ def _join(base: str, fname: str) -> str:
     return base if base.endswith(fname) else base.rstrip("/") + "/" + fname
 
 
-def _fetch(url: str, target: Path, expected: str, timeout: float, progress: Progress | None) -> None:
-    """Download ``url`` to ``target`` if its SHA-256 is ``expected``.
+def _fetch(url: str, target: Path, expected: str, timeout: float, progress: Progress | None,
+           limit: int = MAX_BYTES) -> None:
+    """Download ``url`` to ``target`` if its SHA-256 is ``expected`` (at most ``limit`` bytes).
 
     Raises _MirrorFailed for problems of the mirror (network, HTTP status,
     wrong content) and DataError for local problems (temp file not writable),
@@ -193,6 +223,8 @@ def _fetch(url: str, target: Path, expected: str, timeout: float, progress: Prog
     with response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
+        if total is not None and total > limit:
+            raise _MirrorFailed(f"announces {total} bytes, more than the expected {limit}")
         try:
             with atomic_open(target, "wb") as f:
                 h = hashlib.sha256()
@@ -201,7 +233,7 @@ def _fetch(url: str, target: Path, expected: str, timeout: float, progress: Prog
                     progress(0, total)
                 while True:
                     try:
-                        chunk = response.read(_CHUNK)
+                        chunk = response.read(min(_CHUNK, limit + 1 - done))
                     except (OSError, http.client.HTTPException) as e:
                         raise _MirrorFailed(_net_reason(e, timeout)) from None
                     if not chunk:
@@ -209,6 +241,8 @@ def _fetch(url: str, target: Path, expected: str, timeout: float, progress: Prog
                     h.update(chunk)
                     f.write(chunk)
                     done += len(chunk)
+                    if done > limit:
+                        raise _MirrorFailed(f"sent more than the expected {limit} bytes")
                     if progress is not None:
                         progress(done, total)
                 if total is not None and done != total:

@@ -23,13 +23,14 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import stat
 import zlib
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 
-from nnxp.errors import DataError, ShapeError
+from nnxp.errors import ConfigError, DataError, ShapeError
 from nnxp._files import atomic_open
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -71,13 +72,21 @@ def read_idx(path: PathLike) -> np.ndarray:
     The result has the file's shape and dtype in native byte order and is
     writable. The file length must match the header exactly.
     """
-    path = Path(path)
+    path = _path(path)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise DataError(f"{path}: not a regular file; give an IDX file")
         f = open(path, "rb")
     except OSError as e:
         raise DataError(f"{path}: cannot open IDX file ({_reason(e)}); check the path") from None
     with f:
         return _read_stream(f, str(path))
+
+
+def _path(path: object) -> Path:
+    if isinstance(path, os.PathLike) or isinstance(path, str) and path:
+        return Path(path)
+    raise ConfigError(f"path must be a file path (str or pathlib.Path), got {path!r}")
 
 
 def read_images(path: PathLike) -> np.ndarray:
@@ -185,7 +194,8 @@ def _parse(f: io.BufferedIOBase, where: str, compressed: bool, stored_size: int 
     shape_txt = "x".join(map(str, dims)) or "scalar"
 
     def size_error(actual: int | str) -> DataError:
-        problem = "truncated" if isinstance(actual, str) or actual < expected else "too long"
+        problem = ("too long" if actual.startswith("more") else "truncated") if isinstance(actual, str) \
+            else "truncated" if actual < expected else "too long"
         return DataError(
             f"{where}: IDX file is {problem} (header says {shape_txt} {file_dtype.name} = "
             f"{expected} bytes, {size_word} is {actual} bytes); {fix}"
@@ -213,12 +223,18 @@ def _parse(f: io.BufferedIOBase, where: str, compressed: bool, stored_size: int 
         if not n:
             raise size_error(header_size + got)
         got += n
-    extra = _count_rest(f)
+    # Trailing data: count at most one more chunk, so a huge trailing gzip
+    # member is never decompressed in full just to say "too long".
+    extra = len(_read_exact(f, _CHUNK))
     if extra:
-        raise size_error(expected + extra)
+        raise size_error(expected + extra if not f.read(1) else f"more than {expected + extra}")
     if not file_dtype.isnative:  # big-endian file on a little-endian machine
         flat.byteswap(inplace=True)
-    return flat.reshape(dims)
+    try:
+        return flat.reshape(dims)
+    except ValueError:  # e.g. 0 x 2**21 x 2**21 x 2**21: empty, yet too big a shape for NumPy
+        raise DataError(f"{where}: IDX header says shape {shape_txt}, which NumPy cannot represent; "
+                        f"{fix}") from None
 
 
 def _read_exact(f: io.BufferedIOBase, n: int) -> bytes:
@@ -230,13 +246,6 @@ def _read_exact(f: io.BufferedIOBase, n: int) -> bytes:
         parts.append(b)
         n -= len(b)
     return b"".join(parts)
-
-
-def _count_rest(f: io.BufferedIOBase) -> int:
-    extra = 0
-    while chunk := f.read(_CHUNK):
-        extra += len(chunk)
-    return extra
 
 
 def _reason(e: BaseException) -> str:
@@ -259,8 +268,11 @@ def write_idx(path: PathLike, array: np.ndarray) -> None:
     int32, float32, float64 (any byte order; stored big-endian), at most 255
     dimensions and each dimension below 2**32.
     """
-    path = Path(path)
-    array = np.asarray(array)
+    path = _path(path)
+    try:
+        array = np.asarray(array)
+    except (ValueError, TypeError) as e:
+        raise ShapeError(f"{path}: array must be a rectangular array of numbers ({_reason(e)})") from None
     dt = array.dtype
     code = _KIND_TO_CODE.get((dt.kind, dt.itemsize)) if dt.kind in "uif" else None
     if code is None:

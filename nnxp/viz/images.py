@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,7 @@ def read_pgm(data: bytes, name: str = "PGM data") -> np.ndarray:
         raise DataError(f"{name}: PGM size {width}x{height} has no pixels")
     if not 1 <= maxval <= 65535:
         raise DataError(f"{name}: PGM maxval {maxval} is outside 1..65535")
+    _check_image_size(width, height, name)
     count = width * height
     if magic == b"P5":
         if pos >= n or not data[pos:pos + 1].isspace():
@@ -127,6 +129,19 @@ def read_pgm(data: bytes, name: str = "PGM data") -> np.ndarray:
     return values.astype(np.uint8).reshape(height, width)
 
 
+#: The largest image read, in pixels (40 megapixels, a large phone photo).  The
+#: size is checked from the file's header, before anything is decoded, so a
+#: small file claiming a huge image (a "decompression bomb") costs nothing.
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+def _check_image_size(width: int, height: int, name: Any) -> None:
+    if width * height > MAX_IMAGE_PIXELS:
+        raise DataError(f"{name} is {width}x{height} pixels, more than nnxp reads "
+                        f"({MAX_IMAGE_PIXELS // 1_000_000} megapixels): scale it down (a digit needs about "
+                        "28x28 pixels)")
+
+
 def _read_with_pillow(data: bytes, path: Path) -> np.ndarray:
     try:
         from PIL import Image, ImageOps
@@ -134,10 +149,24 @@ def _read_with_pillow(data: bytes, path: Path) -> np.ndarray:
         raise NnxpError(f"reading {path} needs Pillow (without it nnxp reads only PGM): "
                         f"{INSTALL_PLOT}, or convert the image to PGM") from None
     try:
-        with Image.open(io.BytesIO(data)) as opened:
-            image = ImageOps.exif_transpose(opened)
-            image.load()
-            return _pillow_grey(image)
+        # Pillow warns about oddities it works around (a TIFF tag past the end of the file) and
+        # about sizes over its own limit (nnxp's lower one applies below): the image decodes or
+        # fails with one error line, never warnings on stderr.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as opened:
+                _check_image_size(*opened.size, path)  # from the header: nothing decoded yet
+                image = ImageOps.exif_transpose(opened)
+                image.load()
+                return _pillow_grey(image)
+    except DataError:
+        raise
+    except Image.DecompressionBombError:
+        raise DataError(f"{path} claims a size over Pillow's limit of {2 * Image.MAX_IMAGE_PIXELS:,} pixels, "
+                        f"far more than nnxp reads ({MAX_IMAGE_PIXELS // 1_000_000} megapixels): scale it "
+                        "down") from None
+    except MemoryError:
+        raise DataError(f"{path}: not enough memory to decode this image: scale it down") from None
     except Image.UnidentifiedImageError:
         raise DataError(f"{path} is not an image file nnxp can read: give a PNG, JPEG or PGM image") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:

@@ -1,0 +1,153 @@
+"""`nnxp text`: vocab, train (beats the bigram baseline), neighbours; one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import one_line_error, run_cli
+
+from nnxp.text import read_corpus
+from nnxp.text.model import NextTokenModel, train_model
+
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
+
+
+def second_order_text(n: int = 12_000, seed: int = 0) -> str:
+    """Words where the next one depends on the two before it (90%): a bigram cannot know."""
+    rng = np.random.default_rng(seed)
+    rule = rng.integers(0, len(WORDS), (len(WORDS), len(WORDS)))
+    seq = list(rng.integers(0, len(WORDS), 2))
+    for _ in range(n):
+        seq.append(rule[seq[-2], seq[-1]] if rng.random() < 0.9 else rng.integers(0, len(WORDS)))
+    return " ".join(WORDS[i] for i in seq)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(second_order_text(), encoding="utf-8")
+    return path
+
+
+def test_train_beats_the_bigram_baseline_and_neighbours_reads_the_model(capsys, tmp_path, corpus):
+    model = tmp_path / "m.safetensors"
+    metrics = tmp_path / "m.jsonl"
+    code, out, err = run_cli(capsys, "text", "train", corpus, "--context", "2", "--dim", "8", "--hidden", "32",
+                             "--epochs", "3", "--lr", "0.01", "--device", "cpu", "-o", model,
+                             "--metrics", metrics, "--no-progress")
+    assert code == 0, err
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert len(records) == 3
+    assert min(r["perplexity"] for r in records) < records[0]["bigram_perplexity"]
+    assert "beats the bigram" in out and "held-out perplexity" in out
+    code, out, err = run_cli(capsys, "text", "neighbours", model, "alpha", "Echo", "-n", "3")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("alpha: ") and len(lines[0].split("  ")) == 3
+    assert lines[1].startswith("Echo: ")
+
+
+def test_training_runs_on_every_backend(backend):
+    stream = np.tile(np.arange(6), 40)
+    model = NextTokenModel(6, 2, 4, 8, device=backend, dtype="float32", seed=0)
+    run = train_model(model, stream, epochs=2, batch_size=32, lr=0.05, progress=False)
+    assert all(backend.owns(p) for p in model.parameters())
+    # The stream is deterministic: the model learns it, far below the uniform perplexity 6.
+    assert run.epochs[-1].perplexity < 1.5 and run.bigram_perplexity < 6
+
+
+def test_vocab_prints_count_symbol_lines_and_writes_tokenizer_json(capsys, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("The cat, the CAT sat.")
+    out_file = tmp_path / "tok.json"
+    code, out, err = run_cli(capsys, "text", "vocab", corpus, "--merges", "4", "-o", out_file)
+    assert code == 0, err
+    assert out.splitlines() == ["2 cat", "2 the"]
+    assert json.loads(out_file.read_text())["model"]["type"] == "BPE"
+
+
+def test_vocab_on_the_default_corpus_stops_where_the_corpus_does(capsys):
+    code, out, err = run_cli(capsys, "text", "vocab")
+    assert code == 0
+    assert out.splitlines()[0].split() == [out.splitlines()[0].split()[0], "the"]
+    assert "note: the corpus allows only" in err
+
+
+def test_default_corpus_is_cpython_documentation():
+    text, name = read_corpus()
+    assert "pydoc_data" in name and len(text) > 100_000
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"abc\0def", "is a binary file"),
+    (b"", "is empty"),
+    (b"  \n\t ", "is empty"),
+    (b"caf\xe9", "is not UTF-8 text"),
+])
+def test_bad_corpus_is_one_line_exit_2(capsys, tmp_path, content, message):
+    path = tmp_path / "c.txt"
+    path.write_bytes(content)
+    for command in ("vocab", "train"):
+        code, _, err = run_cli(capsys, "text", command, path, "-o" if command == "vocab" else "--save",
+                               tmp_path / "out")
+        assert code == 2 and message in one_line_error(err)
+
+
+def test_directory_corpus_reads_every_text_file_and_names_a_binary_one(capsys, tmp_path):
+    (tmp_path / "a.txt").write_text("the cat the cat")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.md").write_text("sat on the mat")
+    assert read_corpus(tmp_path)[0] == "the cat the cat\nsat on the mat"
+    (tmp_path / "sub" / "c.bin").write_bytes(b"\x00\x01")
+    code, _, err = run_cli(capsys, "text", "vocab", tmp_path)
+    assert code == 2 and "c.bin is a binary file" in one_line_error(err)
+
+
+def test_too_many_merges_unknown_token_and_wrong_model_file(capsys, tmp_path, corpus):
+    small = tmp_path / "s.txt"
+    small.write_text("The cat, the CAT sat.")
+    code, _, err = run_cli(capsys, "text", "vocab", small, "--merges", "5")
+    assert code == 2 and "allows only 4 merges" in one_line_error(err)
+    model = tmp_path / "m.safetensors"
+    code, _, err = run_cli(capsys, "text", "train", corpus, "--epochs", "1", "--device", "cpu", "-o", model,
+                           "--no-progress")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "text", "neighbours", model, "alpha", "zulu")
+    assert code == 2 and "unknown token 'zulu'" in one_line_error(err)
+    code, _, err = run_cli(capsys, "text", "neighbours", small, "the")
+    assert code == 2 and "not an nnxp model file" in one_line_error(err)
+
+
+def test_readme_text_example_runs_and_prints_what_it_says(tmp_path, monkeypatch, capsys):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "nnxp.text" in b)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    promised = re.search(r"print\(result\.vocabulary_lines\(\)\[:3\]\)\s+# (.*)", block).group(1)
+    assert capsys.readouterr().out.strip() == promised
+    assert (tmp_path / "tokenizer.json").exists()
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(capsys, tmp_path, corpus):
+    import nnxp
+
+    common = ["--context", "2", "--dim", "4", "--hidden", "8", "--device", "cpu", "--no-progress"]
+    whole, part = tmp_path / "whole.safetensors", tmp_path / "part.safetensors"
+    assert run_cli(capsys, "text", "train", corpus, "--epochs", "2", "-o", whole, *common)[0] == 0
+    assert run_cli(capsys, "text", "train", corpus, "--epochs", "1", "-o", part, *common)[0] == 0
+    code, out, err = run_cli(capsys, "text", "train", corpus, "--resume", part, "--epochs", "2", "--no-progress")
+    assert code == 0, err
+    assert "epoch 2/2" in out and "epoch 1/2" not in out
+    for a, b in zip(nnxp.load(whole, device="cpu").parameters(), nnxp.load(part, device="cpu").parameters()):
+        np.testing.assert_array_equal(nnxp.to_numpy(a), nnxp.to_numpy(b))
+    code, _, err = run_cli(capsys, "text", "train", corpus, "--resume", part, "--epochs", "2")
+    assert code == 2 and "already done 2 epochs" in one_line_error(err)
+    other = tmp_path / "other.txt"
+    other.write_text(second_order_text(seed=1))
+    code, _, err = run_cli(capsys, "text", "train", other, "--resume", part, "--epochs", "3")
+    assert code == 2 and "resume with the same CORPUS" in one_line_error(err)
