@@ -320,7 +320,7 @@ class NumPyOps(BufferedOps):
         return list(params)
 
     def train_step(self, net, x, y, optimizer, *, rng=None, reduce=None):
-        self.resolve_blas(net, x.shape[0], x.dtype)
+        self.resolve_blas(net, x.shape[0], getattr(net, "dtype", x.dtype))  # x may hold token ids
         if reduce is not None or not self._folds(optimizer):
             return super().train_step(net, x, y, optimizer, rng=rng, reduce=reduce)
         self._defer_weight_grads = True

@@ -174,7 +174,7 @@ def resolve(setting: str | None, shapes: Sequence[tuple[int, int]], batch: int, 
     if setting != "auto":
         return provider(setting)
     base = openblas()
-    if not shapes or step_flops(shapes, batch) < MIN_FLOPS:
+    if not shapes or step_flops(shapes, batch) < MIN_FLOPS or np.dtype(dtype) not in (np.float32, np.float64):
         return base
     candidates = [base]
     for name, load in PROVIDERS.items():
