@@ -22,13 +22,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from .divergence import check_epoch
 from .errors import ConfigError
-from .kernels import ArrayAPIOps, ops_for
+from .kernels import ArrayAPIOps, EpochTotals, ops_for
 from .optim import Optimizer, _positive, get_optimizer
-from .validation import nonnegative_int, positive_int
+from .validation import count_correct, nonnegative_int, positive_int
 
 if TYPE_CHECKING:
     from .network import Network
@@ -82,8 +81,10 @@ def fit(
     verbose: int = 1,
     progress: bool | None = None,
     fast: bool = True,
+    cuda_graphs: bool = True,
     blas: str | None = None,
     out: Callable[[str], None] | None = None,
+    distributed: Any = None,
 ) -> History:
     """Train ``net`` on ``(x, y)`` with mini-batch gradient descent.
 
@@ -105,10 +106,17 @@ def fit(
     progress : show a progress bar per epoch (default: when verbose and
         stderr is a terminal).
     fast : use the backend's fast path (buffers, in-place, fused kernels).
+    cuda_graphs : on CuPy, replay each full-batch step as a CUDA graph (the fused
+        step; ``NNXP_CUDA_GRAPHS=0`` also turns this off).
     blas : NumPy only: the BLAS library for the products, ``"auto"`` (calibrated
         once per machine and shape, see :mod:`nnxp.kernels.blas.choice`),
         ``"openblas"`` (NumPy's own) or ``"mkl"`` (``pip install 'nnxp[mkl]'``);
         None: the process setting (:func:`nnxp.set_blas`, default ``auto``).
+    distributed : a :class:`~nnxp.distributed.DataParallel` (from
+        ``nnxp.distributed.init()`` under ``mpiexec``): this process trains on
+        its share of every global batch of ``batch_size`` rows, gradients are
+        averaged over the ranks before each update, and only rank 0 prints.
+        Callbacks run on every rank (write files where ``distributed.is_root``).
 
     Returns the :class:`History` (``history`` extended, if given).
 
@@ -140,12 +148,15 @@ def fit(
     history = history if history is not None else History()
     callbacks = list(callbacks)
     out = out or print
+    reduce = None  # data-parallel: averages each step's gradients over the ranks
+    if distributed is not None:
+        reduce = distributed.prepare(net, optimizer)
+        verbose, progress = (verbose, progress) if distributed.is_root else (0, False)
     if progress is None:
         progress = bool(verbose) and sys.stderr.isatty()
 
     backend = net.backend
-    xp = backend.xp
-    ops = ops_for(backend, fast=fast, blas=blas)
+    ops = ops_for(backend, fast=fast, cuda_graphs=cuda_graphs, blas=blas)
     index_dtype = backend.index_dtype
     steps = math.ceil(n / batch_size)
     first_cost = None  # the run's first batch loss (before any update): divergence.check_epoch's reference
@@ -155,34 +166,37 @@ def fit(
             optimizer.lr = optimizer.initial_lr * SCHEDULES[schedule](epoch, epochs)
             order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
             order = backend.asarray(order, index_dtype)
-            loss_sum = xp.zeros((), dtype=net.dtype, device=backend.device)
-            correct = xp.zeros((), dtype=index_dtype, device=backend.device)
-            rng = np.random.default_rng([seed, epoch, 1]) if net.has_randomness else None  # dropout
+            totals = EpochTotals.zeros(backend, net.dtype)  # the batches' loss and hits, on the device
+            key = [seed, epoch, 1] + ([distributed.rank] if distributed is not None else [])
+            rng = np.random.default_rng(key) if net.has_randomness else None  # dropout
             bar = _ProgressBar(epoch + 1, epochs, n) if progress else None
             # A diverging run overflows; that is reported once, below, not as NumPy warnings.
             with np.errstate(over="ignore", invalid="ignore"):
                 for step in range(steps):
                     lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-                    index = order[lo:hi]
-                    xb = ops.take_rows(x, index, "x_batch")
-                    yb = ops.take_rows(y, index, "y_batch")
-                    cost, a = net.train_step(xb, yb, optimizer, ops, rng=rng)
-                    if first_cost is None and not history.records:
-                        first_cost = cost * 1.0  # a copy: a fast path may reuse its buffers
-                    loss_sum = loss_sum + cost * float(hi - lo)
-                    correct = correct + count_correct(a, yb, index_dtype)
+                    index, rows = order[lo:hi], hi - lo
+                    if distributed is not None:
+                        index, rows = distributed.shard(index)  # this rank's rows (0: a stand-in)
+                    cost, _ = ops.train_batch(net, x, y, index, optimizer, rng=rng, reduce=reduce,
+                                              totals=totals if rows else None)
+                    if first_cost is None and not history.records:  # the first batch's loss, before any update
+                        first_cost = cost * 1.0 if cost is not None else totals.loss * (1.0 / rows)  # copies
                     if backend.lazy:  # dask: evaluate the step now, or the graph grows all epoch
-                        loss_sum, correct = _materialise(backend, net, optimizer, loss_sum, correct)
+                        totals.loss, totals.correct = _materialise(backend, net, optimizer, totals.loss,
+                                                                   totals.correct)
                     if bar is not None:
-                        bar.update(hi, loss_sum)
-                loss = float(loss_sum) / n  # the epoch's one read of training results
-                accuracy = int(correct) / n
+                        bar.update(hi, totals.loss)
+                if distributed is not None:
+                    totals.loss, totals.correct = distributed.reduce_sums(totals.loss, totals.correct)
+                loss = float(totals.loss) / n  # the epoch's one read of training results
+                accuracy = int(totals.correct) / n
                 train_seconds = time.perf_counter() - started
                 if bar is not None:
                     bar.close()
                 record: dict[str, float] = {"epoch": epoch + 1, "loss": loss, "accuracy": accuracy}
                 if val is not None:
-                    record.update(_evaluate_on_device(net, *val, prefix="val_"))
+                    evaluate_ = distributed.evaluate if distributed is not None else _evaluate_on_device
+                    record.update(evaluate_(net, *val, prefix="val_"))
             record["seconds"] = time.perf_counter() - started
             record["samples_per_second"] = n / train_seconds
             # Before the callbacks, so a diverged network is never checkpointed.
@@ -248,19 +262,6 @@ def _materialise(backend: Any, net: Network, optimizer: Optimizer, *others: Any)
         optimizer.state[name] = done[start:start + count]
         start += count
     return done[start:]
-
-
-def count_correct(a: Any, y: Any, dtype: Any) -> Any:
-    """Number of rows whose predicted class matches the target's, as a 0-d device array.
-
-    Several outputs: argmax(a) == argmax(y).  One output: (a >= 0.5) == (y >= 0.5).
-    """
-    xp = array_namespace(a, y)
-    if a.shape[1] == 1:
-        hits = (a[:, 0] >= 0.5) == (y[:, 0] >= 0.5)
-    else:
-        hits = xp.argmax(a, axis=1) == xp.argmax(y, axis=1)
-    return xp.sum(xp.astype(hits, dtype))
 
 
 def format_record(record: dict[str, float], epochs: int) -> str:

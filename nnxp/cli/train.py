@@ -58,10 +58,20 @@ def add_commands(commands: Any) -> None:
                         "--lr (if given), --device, --save and --metrics from this command")
     p.add_argument("--metrics", type=Path, metavar="PATH",
                    help="write one JSON line per epoch to this file")
+    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
+                   help="CUDA only: replay each training step as a CUDA graph (default: on)")
     p.add_argument("--tf32", action="store_true",
                    help="CUDA only: allow TF32 matrix products (CUPY_TF32=1)")
     add_blas_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training on the processes MPI starts: mpiexec -n N nnxp train "
+                        "--distributed ... (needs pip install 'nnxp[mpi]'); --batch-size is the global "
+                        "batch, split over the ranks; rank 0 prints and writes the files; on GPUs one "
+                        "GPU per rank (cuda:LOCAL_RANK) and NCCL")
+    p.add_argument("--distributed-timeout", type=positive_float, default=300.0, metavar="SECONDS",
+                   help="with --distributed: stop the job when a rank waits longer than this for the "
+                        "others (a rank died or hangs) (default: 300)")
     p.set_defaults(func=cmd_train)
 
 
@@ -125,15 +135,31 @@ def _load_resume(path: Path, backend: Any):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..backend import get_backend
+
+    if args.tf32:
+        os.environ["CUPY_TF32"] = "1"
+    if not args.distributed:
+        return _train(args, get_backend(args.device), None)  # an unknown device or missing GPU fails here, first
+    from ..distributed import device_for_rank, init
+    from ..distributed.faults import fail_fast
+    from ..distributed.launch import check_environment, local_rank_from_env
+
+    check_environment()  # mpi4py installed, started by mpiexec: else one line, exit 2
+    backend = get_backend(device_for_rank(args.device, local_rank_from_env()))
+    dist = init(backend, timeout=args.distributed_timeout)
+    with fail_fast(dist.comm):  # an error on one rank stops them all, with one line
+        return _train(args, backend, dist)
+
+
+def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
+    """The run on ``backend``; ``dist`` (a DataParallel) for one rank of a distributed run, or None."""
     from ..checkpoint import check_settings
     from ..data import image_inputs
     from ..network import Network
     from ..optim import get_optimizer
     from ..train import fit
 
-    if args.tf32:
-        os.environ["CUPY_TF32"] = "1"
-    backend = get_backend(args.device)  # an unknown device or missing GPU fails here, first
+    root = dist is None or dist.is_root  # the one process that prints and writes files
     if args.resume is not None:
         checkpoint = _load_resume(args.resume, backend)
         for key, value in check_settings(checkpoint, args.resume, _SETTING_RULES).items():
@@ -150,7 +176,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     for path in (save_path, args.metrics):
         check_writable(path)
 
+    if dist is not None and args.download and not root:
+        dist.comm.allreduce_host([0.0])  # wait while rank 0 downloads
     data = load_data(args)
+    if dist is not None and args.download and root:
+        dist.comm.allreduce_host([0.0])
     x_train, x_test = image_inputs(data.train_images), image_inputs(data.test_images)
     if args.resume is None:
         sizes = [x_train.shape[1], *args.hidden, data.num_classes]
@@ -170,21 +200,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     if good is not None:
         args.resume_hint = f"nnxp train --resume {good} --epochs {args.epochs}"
     saver = None
-    if save_path is not None:
+    if save_path is not None and root:
         saver = _SaveCheckpoint(save_path, settings, args)
         callbacks.append(saver)
-    if args.metrics is not None:
+    if args.metrics is not None and root:
         callbacks.append(_WriteMetrics(args.metrics))
 
-    verbose = not args.quiet
+    verbose = not args.quiet and root
     if verbose:
-        print(_describe_run(data, net, optimizer, args))
+        ranks = f" | {dist.size} ranks ({dist.comm.name})" if dist is not None else ""
+        print(_describe_run(data, net, optimizer, args) + ranks)
     try:
         history = fit(net, x_train, data.train_labels, epochs=args.epochs, batch_size=args.batch_size,
                       optimizer=optimizer, schedule=args.schedule, validation_data=(x_test, data.test_labels), seed=args.seed,
                       initial_epoch=len(history) if history else 0, history=history,
                       callbacks=callbacks, verbose=int(verbose), progress=verbose and sys.stderr.isatty(),
-                      blas=args.blas)
+                      cuda_graphs=args.cuda_graphs, distributed=dist, blas=args.blas)
     except DivergenceError as exc:
         good = save_path if saver is not None and saver.written else good
         kept = (f"; the last good checkpoint is {good}" if good is not None
@@ -192,7 +223,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise DivergenceError(f"{exc}{kept}") from None
     final = history.last
     where = f"; model saved to {save_path}" if save_path is not None else ""
-    print(f"test accuracy {100 * final['val_accuracy']:.2f}% after {int(final['epoch'])} epochs{where}")
+    if root:
+        print(f"test accuracy {100 * final['val_accuracy']:.2f}% after {int(final['epoch'])} epochs{where}")
     return 0
 
 

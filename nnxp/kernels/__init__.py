@@ -19,16 +19,19 @@ from typing import Any
 
 import array_api_compat
 
-from .reference import ArrayAPIOps
+from ..backend import EMULATED_CUPY
+from .reference import ArrayAPIOps, EpochTotals
 
-__all__ = ["ArrayAPIOps", "ops_for"]
+__all__ = ["ArrayAPIOps", "EpochTotals", "ops_for"]
 
 
-def ops_for(backend: Any, fast: bool = True, blas: str | None = None) -> ArrayAPIOps:
+def ops_for(backend: Any, fast: bool = True, cuda_graphs: bool = True, blas: str | None = None) -> ArrayAPIOps:
     """The fastest correct executor for ``backend`` (the reference if ``fast`` is False).
 
-    ``blas`` (NumPy only): ``auto``, ``openblas`` or ``mkl`` for the products of
-    training steps (None: the process setting, :func:`nnxp.set_blas`).
+    ``cuda_graphs``: on CuPy, replay ``fit``'s fused step as a CUDA graph (also off
+    with ``NNXP_CUDA_GRAPHS=0``).  ``blas`` (NumPy only): ``auto``, ``openblas`` or
+    ``mkl`` for the products of training steps (None: the process setting,
+    :func:`nnxp.set_blas`).
     """
     if blas is not None:
         from .blas import check_setting
@@ -36,6 +39,11 @@ def ops_for(backend: Any, fast: bool = True, blas: str | None = None) -> ArrayAP
         blas = check_setting(blas)  # a bad name or a missing library fails here, whatever the backend
     if not fast:
         return ArrayAPIOps()
+    if backend.name == EMULATED_CUPY:  # the CuPy fast path on the CPU EMULATION of CuPy (tests)
+        from .cupy import CuPyOps
+        from .cupy_emulation import cupy as emulated_cupy
+
+        return CuPyOps(emulated_cupy, graphs=cuda_graphs)
     if array_api_compat.is_numpy_namespace(backend.xp):
         from .numpy import NumPyOps
 
@@ -44,5 +52,5 @@ def ops_for(backend: Any, fast: bool = True, blas: str | None = None) -> ArrayAP
         from .cupy import CuPyOps, fused_enabled
 
         if fused_enabled():
-            return CuPyOps()
+            return CuPyOps(graphs=cuda_graphs)
     return ArrayAPIOps()

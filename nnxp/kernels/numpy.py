@@ -319,16 +319,18 @@ class NumPyOps(BufferedOps):
         self._runner.run(optimizer, tasks)
         return list(params)
 
-    def train_step(self, net, x, y, optimizer, *, rng=None, reduce=None):
+    def train_step(self, net, x, y, optimizer, *, rng=None, reduce=None, totals=None):
         self.resolve_blas(net, x.shape[0], getattr(net, "dtype", x.dtype))  # x may hold token ids
         if reduce is not None or not self._folds(optimizer):
-            return super().train_step(net, x, y, optimizer, rng=rng, reduce=reduce)
+            return super().train_step(net, x, y, optimizer, rng=rng, reduce=reduce, totals=totals)
         self._defer_weight_grads = True
         try:
             cost, grads, a = net.backprop(x, y, self, rng=rng)
         finally:
             self._defer_weight_grads = False
         self.optimizer_step(optimizer, net.parameters(), _materialise_unfoldable(grads, net.parameters()))
+        if totals is not None:
+            self.accumulate(totals, cost, a, y)
         return cost, a
 
     def _folds(self, optimizer: Any) -> bool:
