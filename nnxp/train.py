@@ -82,6 +82,7 @@ def fit(
     progress: bool | None = None,
     fast: bool = True,
     cuda_graphs: bool = True,
+    blas: str | None = None,
     out: Callable[[str], None] | None = None,
     distributed: Any = None,
 ) -> History:
@@ -107,6 +108,10 @@ def fit(
     fast : use the backend's fast path (buffers, in-place, fused kernels).
     cuda_graphs : on CuPy, replay each full-batch step as a CUDA graph (the fused
         step; ``NNXP_CUDA_GRAPHS=0`` also turns this off).
+    blas : NumPy only: the BLAS library for the products, ``"auto"`` (calibrated
+        once per machine and shape, see :mod:`nnxp.kernels.blas.choice`),
+        ``"openblas"`` (NumPy's own) or ``"mkl"`` (``pip install 'nnxp[mkl]'``);
+        None: the process setting (:func:`nnxp.set_blas`, default ``auto``).
     distributed : a :class:`~nnxp.distributed.DataParallel` (from
         ``nnxp.distributed.init()`` under ``mpiexec``): this process trains on
         its share of every global batch of ``batch_size`` rows, gradients are
@@ -151,7 +156,7 @@ def fit(
         progress = bool(verbose) and sys.stderr.isatty()
 
     backend = net.backend
-    ops = ops_for(backend, fast=fast, cuda_graphs=cuda_graphs)
+    ops = ops_for(backend, fast=fast, cuda_graphs=cuda_graphs, blas=blas)
     index_dtype = backend.index_dtype
     steps = math.ceil(n / batch_size)
     first_cost = None  # the run's first batch loss (before any update): divergence.check_epoch's reference
