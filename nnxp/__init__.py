@@ -14,6 +14,7 @@ from .activations import Activation, get_activation
 from .backend import Backend, backend_of, cuda_available, get_backend, to_numpy
 from .errors import (BackendError, ConfigError, DataError, DivergenceError, DownloadError,
                      NnxpError, ShapeError)
+from .kernels.blas import set_blas
 from .losses import CrossEntropy, Loss, SquaredError, get_loss
 from .layers import Dense, Dropout, Layer
 from .network import Network
@@ -32,5 +33,5 @@ __all__ = [
     "Embedding", "History", "Layer", "Loss", "SaveBest",
     "Network", "NnxpError", "Optimizer", "SGD", "ShapeError", "SquaredError", "backend_of",
     "cuda_available", "evaluate", "fit", "get_activation", "get_backend", "get_loss",
-    "get_optimizer", "load", "save", "to_numpy", "__version__",
+    "get_optimizer", "load", "save", "set_blas", "to_numpy", "__version__",
 ]

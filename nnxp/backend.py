@@ -17,6 +17,7 @@ NumPy is imported here only to move data between the host and the device.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 from typing import Any
 
@@ -25,7 +26,10 @@ import numpy as np
 
 from .errors import BackendError, ConfigError
 
-__all__ = ["Backend", "get_backend", "backend_of", "cuda_available", "DTYPES"]
+__all__ = ["Backend", "get_backend", "backend_of", "cuda_available", "cupy_self_test", "DTYPES"]
+
+#: The name of the CPU EMULATION of the CuPy backend (tests only: proves arithmetic, not speed).
+EMULATED_CUPY = "cupy-emulated"
 
 #: Floating-point dtypes a network may use, by name.
 DTYPES = ("float32", "float64")
@@ -67,11 +71,11 @@ class Backend:
         self.lazy = array_api_compat.is_dask_namespace(xp)
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, Backend) and self.xp is other.xp
+        return (isinstance(other, Backend) and self.xp is other.xp and self.name == other.name
                 and _same_device(self.device, other.device))
 
-    def __hash__(self) -> int:
-        return hash((id(self.xp), str(self.device)))
+    def __hash__(self) -> int:  # str(device): cupy.cuda.Device is unhashable
+        return hash((id(self.xp), self.name, str(self.device)))
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, {self.device!r})"
@@ -121,7 +125,8 @@ class Backend:
                     return self.xp.astype(data, dtype)  # astype copies
                 return self.xp.asarray(data, copy=True) if copy else data
             data = to_numpy(data)
-        return self.xp.asarray(data, dtype=dtype, device=self.device, copy=True if copy else None)
+        with self.context():  # CuPy creates on the current GPU whatever device= says (compat issue 337)
+            return self.xp.asarray(data, dtype=dtype, device=self.device, copy=True if copy else None)
 
     @property
     def index_dtype(self) -> Any:
@@ -129,7 +134,8 @@ class Backend:
         return index_dtype(self.xp, self.device)
 
     def zeros(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        return self.xp.zeros(shape, dtype=dtype, device=self.device)
+        with self.context():
+            return self.xp.zeros(shape, dtype=dtype, device=self.device)
 
     def owns(self, x: Any) -> bool:
         """Whether ``x`` is an array of this namespace on this device."""
@@ -235,6 +241,9 @@ def backend_of(x: Any) -> Backend:
             "expected an array of an Array API library (NumPy, CuPy, PyTorch, JAX, dask, ...), "
             f"got {type(x).__name__}"
         ) from None
+    own = getattr(type(x), "__nnxp_backend__", None)  # an array type that names its backend (the CuPy EMULATION's)
+    if own is not None:
+        return own()
     return Backend(_checked(xp), array_api_compat.device(x), _library_name(xp))
 
 
@@ -273,8 +282,31 @@ def get_backend(device: Any = "auto") -> Backend:
 
 
 def cuda_available() -> bool:
-    """True when CuPy is importable and sees at least one CUDA GPU."""
+    """True when CuPy sees a CUDA GPU *and* runs a small kernel and a matrix product on it.
+
+    Counting devices is not enough: with only the NVIDIA driver installed CuPy
+    14 sees the GPU, then fails at the first kernel (no NVRTC) or product (no
+    cuBLAS).  The check runs once per process.
+    """
     return _cupy_gpu_count()[0] > 0
+
+
+def cupy_self_test(cupy: Any) -> str | None:
+    """Run one elementwise kernel and one matrix product with ``cupy``; None if both give the right numbers.
+
+    Otherwise a short description of what failed.  (The CPU EMULATION of CuPy
+    passes it too: tests/test_backend.py.)
+    """
+    try:
+        x = cupy.asarray([[1.0, 2.0], [3.0, 4.0]], dtype=cupy.float32)
+        y = cupy.ElementwiseKernel("T x", "T y", "y = x * (T)2 + (T)1", "nnxp_self_test")(x)
+        product = cupy.matmul(y, x)
+        got = product.get().tolist()
+    except Exception as exc:  # noqa: BLE001 - a missing NVRTC/cuBLAS raises anything
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    if got != [[18.0, 26.0], [34.0, 50.0]]:  # (2x+1) @ x
+        return f"a 2x2 product gave {got}, not [[18.0, 26.0], [34.0, 50.0]]"
+    return None
 
 
 # -- helpers ------------------------------------------------------------------
@@ -414,8 +446,9 @@ def _import_library(name: str) -> Any:
         raise BackendError(f"{name} is not installed: {hint}") from None
 
 
+@functools.lru_cache(maxsize=1)
 def _cupy_gpu_count() -> tuple[int, str]:
-    """(number of GPUs CuPy sees, why there are none)."""
+    """(number of GPUs CuPy sees and can use, why there are none); computed once."""
     try:
         import cupy
     except ImportError:
@@ -428,6 +461,10 @@ def _cupy_gpu_count() -> tuple[int, str]:
         return 0, f"CuPy finds no CUDA GPU ({exc}); use --device cpu"
     if count == 0:
         return 0, "CuPy finds no CUDA GPU; use --device cpu"
+    problem = cupy_self_test(cupy)
+    if problem is not None:
+        return 0, (f"CuPy sees {count} GPU(s) but cannot run a kernel and a matrix product ({problem}); "
+                   f"CuPy 14 needs NVRTC and cuBLAS: {_CUDA_INSTALL_HINT}, or use --device cpu")
     return count, ""
 
 

@@ -333,10 +333,12 @@ class Network:
             return float(self.loss.value(self.output, z, self.output.forward(z), y))
 
     def train_step(self, x: Any, y: Any, optimizer: Any, ops: ArrayAPIOps = _REFERENCE, *,
-                   rng: np.random.Generator | None = None, reduce: Any = None) -> tuple[Any, Any]:
-        """One optimizer step on the batch (x, y) already on the device; see
-        :meth:`ArrayAPIOps.train_step`.  Returns (batch cost, outputs) as device arrays."""
-        return ops.train_step(self, x, y, optimizer, rng=rng, reduce=reduce)
+                   rng: np.random.Generator | None = None, reduce: Any = None,
+                   totals: Any = None) -> tuple[Any, Any]:
+        """One optimizer step on the batch (x, y) already on the device, added to the epoch's
+        ``totals`` if given; see :meth:`ArrayAPIOps.train_step`.  Returns (batch cost, outputs)
+        as device arrays."""
+        return ops.train_step(self, x, y, optimizer, rng=rng, reduce=reduce, totals=totals)
 
     @property
     def has_randomness(self) -> bool:

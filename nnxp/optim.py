@@ -107,12 +107,17 @@ class Optimizer:
             self._params = list(params)
         self.t += 1
 
-    def adopt(self, params: Sequence[Any]) -> None:
-        """Make the state belong to ``params``: the same values as the current
-        parameters, in new arrays (e.g. a lazy backend's computed results)."""
-        if len(params) != len(self._params):
-            raise ConfigError(f"{len(params)} parameters, but the state is for {len(self._params)}")
+    def state_for(self, params: Sequence[Any]) -> dict[str, list[Any]] | None:
+        """The state arrays by buffer name if they belong to ``params`` (the very same arrays), else None."""
+        if len(params) == len(self._params) and all(p is q for p, q in zip(params, self._params)):
+            return self.state
+        return None
+
+    def rebind(self, params: Sequence[Any], state: dict[str, list[Any]]) -> None:
+        """The same parameters moved to new arrays ``params`` (a fast path's flat buffer), their
+        state copied to ``state``: the step count goes on."""
         self._params = list(params)
+        self.state = {name: list(arrays) for name, arrays in state.items()}
 
     def slot(self, i: int) -> dict[str, Any]:
         """The state arrays of parameter ``i`` by buffer name."""

@@ -23,16 +23,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from .backend import to_numpy
 from .divergence import check_epoch
 from .errors import ConfigError
-from .kernels import ArrayAPIOps, ops_for
+from .kernels import ArrayAPIOps, EpochTotals, ops_for
 from .optim import Optimizer, _positive, get_optimizer
 from .split import stratified_split
 from .threads import thread_limit
-from .validation import nonnegative_int, positive_int
+from .validation import count_correct, nonnegative_int, positive_int
 
 if TYPE_CHECKING:
     from .network import Network
@@ -88,6 +87,8 @@ def fit(
     progress: bool | None = None,
     fast: bool = True,
     threads: int | str | None = None,
+    cuda_graphs: bool = True,
+    blas: str | None = None,
     out: Callable[[str], None] | None = None,
     distributed: Any = None,
 ) -> History:
@@ -123,6 +124,12 @@ def fit(
         in order after each epoch, before its line is printed (so they may add
         values to ``record``); one that sets ``net.stop_training = True`` ends
         training after that epoch.
+    cuda_graphs : on CuPy, replay each full-batch step as a CUDA graph (the fused
+        step; ``NNXP_CUDA_GRAPHS=0`` also turns this off).
+    blas : NumPy only: the BLAS library for the products, ``"auto"`` (calibrated
+        once per machine and shape, see :mod:`nnxp.kernels.blas.choice`),
+        ``"openblas"`` (NumPy's own) or ``"mkl"`` (``pip install 'nnxp[mkl]'``);
+        None: the process setting (:func:`nnxp.set_blas`, default ``auto``).
     distributed : a :class:`~nnxp.distributed.DataParallel` (from
         ``nnxp.distributed.init()`` under ``mpiexec``): this process trains on
         its share of every global batch of ``batch_size`` rows, gradients are
@@ -171,8 +178,7 @@ def fit(
         progress = bool(verbose) and (sys.stderr.isatty() or _in_notebook())
 
     backend = net.backend
-    xp = backend.xp
-    ops = ops_for(backend, fast=fast)
+    ops = ops_for(backend, fast=fast, cuda_graphs=cuda_graphs, blas=blas)
     index_dtype = backend.index_dtype
     steps = math.ceil(n / batch_size)
     first_cost = None  # the run's first batch loss (before any update): divergence.check_epoch's reference
@@ -187,8 +193,7 @@ def fit(
             optimizer.lr = optimizer.initial_lr * SCHEDULES[schedule](epoch, epochs)
             order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
             order = backend.asarray(order, index_dtype)
-            loss_sum = xp.zeros((), dtype=net.dtype, device=backend.device)
-            correct = xp.zeros((), dtype=index_dtype, device=backend.device)
+            totals = EpochTotals.zeros(backend, net.dtype)  # the batches' loss and hits, on the device
             key = [seed, epoch, 1] + ([distributed.rank] if distributed is not None else [])
             rng = np.random.default_rng(key) if net.has_randomness else None  # dropout
             eta = _run_eta(run_started, epoch - initial_epoch, epochs - epoch)
@@ -200,22 +205,19 @@ def fit(
                     index, rows = order[lo:hi], hi - lo
                     if distributed is not None:
                         index, rows = distributed.shard(index)  # this rank's rows (0: a stand-in)
-                    xb = ops.take_rows(x, index, "x_batch")
-                    yb = ops.take_rows(y, index, "y_batch")
-                    cost, a = net.train_step(xb, yb, optimizer, ops, rng=rng, reduce=reduce)
-                    if first_cost is None and not history.records:
-                        first_cost = cost * 1.0  # a copy: a fast path may reuse its buffers
-                    loss_sum = loss_sum + cost * float(rows)
-                    if rows:
-                        correct = correct + count_correct(a, yb, index_dtype)
+                    cost, _ = ops.train_batch(net, x, y, index, optimizer, rng=rng, reduce=reduce,
+                                              totals=totals if rows else None)
+                    if first_cost is None and not history.records:  # the first batch's loss, before any update
+                        first_cost = cost * 1.0 if cost is not None else totals.loss * (1.0 / rows)  # copies
                     if backend.lazy:  # dask: evaluate the step now, or the graph grows all epoch
-                        loss_sum, correct = _materialise(backend, net, optimizer, loss_sum, correct)
+                        totals.loss, totals.correct = _materialise(backend, net, optimizer, totals.loss,
+                                                                   totals.correct)
                     if bar is not None:
-                        bar.update(hi, loss_sum)
+                        bar.update(hi, totals.loss)
                 if distributed is not None:
-                    loss_sum, correct = distributed.reduce_sums(loss_sum, correct)
-                loss = float(loss_sum) / n  # the epoch's one read of training results
-                accuracy = int(correct) / n
+                    totals.loss, totals.correct = distributed.reduce_sums(totals.loss, totals.correct)
+                loss = float(totals.loss) / n  # the epoch's one read of training results
+                accuracy = int(totals.correct) / n
                 train_seconds = time.perf_counter() - started
                 if bar is not None:
                     bar.close()
@@ -297,27 +299,14 @@ def _materialise(backend: Any, net: Network, optimizer: Optimizer, *others: Any)
     names = list(optimizer.state)
     state = [a for name in names for a in optimizer.state[name]]
     done = backend.persist([*params, *state, *others])
-    net.set_parameters(done[:len(params)])
-    optimizer.adopt(done[:len(params)])
-    start = len(params)
+    new_params, start, new_state = done[:len(params)], len(params), {}
     for name in names:
         count = len(optimizer.state[name])
-        optimizer.state[name] = done[start:start + count]
+        new_state[name] = done[start:start + count]
         start += count
+    net.set_parameters(new_params)
+    optimizer.rebind(new_params, new_state)
     return done[start:]
-
-
-def count_correct(a: Any, y: Any, dtype: Any) -> Any:
-    """Number of rows whose predicted class matches the target's, as a 0-d device array.
-
-    Several outputs: argmax(a) == argmax(y).  One output: (a >= 0.5) == (y >= 0.5).
-    """
-    xp = array_namespace(a, y)
-    if a.shape[1] == 1:
-        hits = (a[:, 0] >= 0.5) == (y[:, 0] >= 0.5)
-    else:
-        hits = xp.argmax(a, axis=1) == xp.argmax(y, axis=1)
-    return xp.sum(xp.astype(hits, dtype))
 
 
 def _run_eta(started: float, done: int, left: int) -> float | None:

@@ -18,8 +18,8 @@ from array_api_compat import device as array_device
 from .backend import index_dtype
 from .errors import ConfigError, ShapeError
 
-__all__ = ["inputs", "targets", "one_hot", "predicted_labels", "check_sizes", "positive_int", "real_array",
-           "nonnegative_int", "finite_float", "file_path", "check_parameter_memory", "available_memory"]
+__all__ = ["inputs", "targets", "one_hot", "predicted_labels", "count_correct", "check_sizes", "positive_int",
+           "real_array", "nonnegative_int", "finite_float", "file_path", "check_parameter_memory", "available_memory"]
 
 
 def inputs(net: Any, x: Any, name: str = "x") -> Any:
@@ -96,6 +96,19 @@ def predicted_labels(a: Any) -> Any:
     if a.shape[1] == 1:
         return xp.astype(a[:, 0] >= 0.5, index_dtype(xp, array_device(a)))
     return xp.argmax(a, axis=1)
+
+
+def count_correct(a: Any, y: Any, dtype: Any) -> Any:
+    """Number of rows whose predicted class matches the target's, as a 0-d device array.
+
+    Several outputs: argmax(a) == argmax(y).  One output: (a >= 0.5) == (y >= 0.5).
+    """
+    xp = array_namespace(a, y)
+    if a.shape[1] == 1:
+        hits = (a[:, 0] >= 0.5) == (y[:, 0] >= 0.5)
+    else:
+        hits = xp.argmax(a, axis=1) == xp.argmax(y, axis=1)
+    return xp.sum(xp.astype(hits, dtype))
 
 
 def check_sizes(sizes: Sequence[int]) -> list[int]:

@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# The one command to run on a CUDA GPU machine:
+# The one command to run on a CUDA GPU machine (none has been available to this project):
 #
 #     scripts/gpu_check.sh [OUTPUT_DIR]        (default: ./gpu-results)
 #
-# 1. records the environment (nvidia-smi, driver, CUDA, CuPy, PyTorch versions),
-# 2. runs the whole test-suite (the CuPy backend tests run when CuPy sees a GPU),
-# 3. runs the step benchmark on the GPU (nnxp on CuPy vs PyTorch CUDA, eager and
-#    CUDA-graph, and the cupy.matmul floor) with raw samples in JSON,
-# 4. runs the race on Fashion-MNIST on the GPU.
+# 1. records the environment (nvidia-smi, driver, CUDA, CuPy, PyTorch versions, and
+#    whether nnxp can use the GPU: cuda_available() runs a kernel and a product),
+# 2. runs the whole test-suite (the CuPy backend tests run when CuPy sees a GPU; the
+#    NVRTC compile and CPU-emulation tests run everywhere),
+# 3. writes the launch and allocation counts per step (launches.md; CPU emulation),
+# 4. runs the step benchmark on the GPU at 784-800-10 and 784-4096-4096-10, batches
+#    128 and 4096: nnxp on CuPy (fused step) against PyTorch eager and torch.cuda.graph,
+#    and the cupy.matmul / torch.matmul floors, raw samples in JSON, the table in Markdown,
+# 5. races nnxp (fit: fused step in CUDA graphs) against PyTorch on Fashion-MNIST to 89%
+#    test accuracy, with TF32 off (CUPY_TF32=0) and on (CUPY_TF32=1), and once with
+#    nnxp's CUDA graphs off (NNXP_CUDA_GRAPHS=0).
 # Everything goes to OUTPUT_DIR; each step's output is also shown. A failing step
 # does not stop the others; the exit status is 1 if any step failed.
 # Set PYTHON to choose the interpreter (default: python). Extra options for the
 # step benchmark can be given in BENCH_ARGS (e.g. BENCH_ARGS="--repeats 15").
+# Fashion-MNIST is read from --data-dir / the cache, or downloaded (DATA_ARGS,
+# default "--download").
 
 set -u -o pipefail
 OUT="${1:-./gpu-results}"
@@ -74,14 +82,26 @@ PYEOF
 } 2>&1 | tee "$OUT/environment.txt"
 
 step "tests" pytest.txt "$PY" -m pytest -ra
+step "launch counts (CPU emulation)" launches.txt \
+    "$PY" -m nnxp.bench.launches --markdown
+cp "$OUT/launches.txt" "$OUT/launches.md" 2>/dev/null
 # shellcheck disable=SC2086  # BENCH_ARGS is split on purpose
 step "step benchmark (cuda)" gpu-bench.txt \
-    "$PY" scripts/bench.py --device cuda --json "$OUT/gpu-bench.json" ${BENCH_ARGS:-}
+    "$PY" -m nnxp bench --device cuda --sizes 784-800-10,784-4096-4096-10 --batches 128,4096 \
+    --json "$OUT/gpu-bench.json" ${BENCH_ARGS:-}
 if [ -f "$OUT/gpu-bench.json" ]; then
-    "$PY" scripts/bench.py --from-json "$OUT/gpu-bench.json" --markdown > "$OUT/gpu-bench.md"
+    "$PY" -m nnxp bench --from-json "$OUT/gpu-bench.json" --markdown > "$OUT/gpu-bench.md"
 fi
-step "race (cuda, fashion-mnist)" race-cuda.txt \
-    "$PY" scripts/race.py --device cuda --dataset fashion-mnist --json "$OUT/race-cuda.json"
+# shellcheck disable=SC2086
+for tf32 in 0 1; do
+    step "race (cuda, fashion-mnist to 89%, CUPY_TF32=$tf32)" "race-tf32-$tf32.txt" \
+        env CUPY_TF32=$tf32 "$PY" -m nnxp bench --race --device cuda --dataset fashion-mnist --target 0.89 \
+        ${DATA_ARGS:---download} --json "$OUT/race-tf32-$tf32.json"
+done
+# shellcheck disable=SC2086
+step "race (cuda, fashion-mnist to 89%, nnxp's CUDA graphs off)" race-no-graphs.txt \
+    env NNXP_CUDA_GRAPHS=0 "$PY" -m nnxp bench --race --device cuda --dataset fashion-mnist --target 0.89 \
+    ${DATA_ARGS:---download} --json "$OUT/race-no-graphs.json"
 
 echo
 echo "results in $OUT:"

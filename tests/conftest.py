@@ -15,6 +15,10 @@
 - ``torch``: PyTorch on the CPU through array-api-compat, when installed.
 - ``cupy``: CuPy on a CUDA GPU, when one is present (skipped otherwise,
   with the reason).
+- ``cupy-emulated``: EMULATION of CuPy on the CPU (nnxp.kernels.cupy_emulation):
+  NumPy buffers standing for GPU memory, run by nnxp's CuPy fast path with
+  its kernels compiled as C++ by the system compiler (skipped without one).
+  It proves the CuPy path's arithmetic and plumbing, not its speed.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from nnxp.backend import _cupy_gpu_count
 # array-api-strict's default standard version in these tests; "strict-2023" checks the oldest.
 STRICT_API_VERSION = "2024.12"
 
-BACKEND_NAMES = ["numpy", "strict", "strict-nof64", "strict-2023", "dask", "jax", "torch", "cupy"]
+BACKEND_NAMES = ["numpy", "strict", "strict-nof64", "strict-2023", "dask", "jax", "torch", "cupy", "cupy-emulated"]
 
 
 def make_backend(name: str) -> nnxp.Backend:
@@ -55,6 +59,13 @@ def make_backend(name: str) -> nnxp.Backend:
         if count == 0:
             pytest.skip(f"CuPy backend: {reason}")
         return nnxp.get_backend("cuda")
+    if name == "cupy-emulated":
+        from nnxp.kernels.cupy_emulation import EmulationUnavailable, emulated_cupy_backend
+
+        try:
+            return emulated_cupy_backend()
+        except EmulationUnavailable as exc:
+            pytest.skip(f"CuPy EMULATION: {exc}")
     raise ValueError(name)
 
 
@@ -107,6 +118,19 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("skipped, by reason")
         for reason, count in reasons.most_common():
             terminalreporter.line(f"{count:5d}  {reason}")
+
+
+# Optimizers the fast paths are compared on (each fused update against the generic one).
+OPTIMIZERS = {  # name: factory
+    "sgd": lambda: nnxp.SGD(lr=0.05),
+    "sgd-wd": lambda: nnxp.SGD(lr=0.05, weight_decay=0.01),
+    "momentum": lambda: nnxp.SGD(lr=0.05, momentum=0.9),
+    "momentum-wd": lambda: nnxp.SGD(lr=0.05, momentum=0.9, weight_decay=0.01),
+    "nesterov-wd": lambda: nnxp.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "adam": lambda: nnxp.Adam(lr=0.01),
+    "adam-wd": lambda: nnxp.Adam(lr=0.01, weight_decay=0.01),
+    "adamw": lambda: nnxp.AdamW(lr=0.01, weight_decay=0.1),
+}
 
 
 # Tolerances for comparing with float64 references.

@@ -205,6 +205,16 @@ def test_scripts_are_thin_wrappers():
         assert done.returncode == 0 and "nnxp bench" in done.stdout
 
 
+def test_pytorch_eager_step_operators_are_counted():
+    """The operator count printed beside nnxp's launch counts (nnxp.bench.launches)."""
+    pytest.importorskip("torch", reason="PyTorch is not installed")
+    from nnxp.bench.launches import torch_operator_counts
+
+    sgd, adam = torch_operator_counts("sgd", batch=8), torch_operator_counts("adam", batch=8)
+    assert sgd["kernel_names"].count("aten::mm") == 3  # forward, weight and input gradients
+    assert 10 <= sgd["compute_operators"] < adam["compute_operators"] < adam["operators"]
+
+
 def test_waiting_for_a_quiet_machine_is_said_at_once(capsys, monkeypatch):
     from nnxp.bench.timing import CpuMonitor
 

@@ -18,7 +18,10 @@ HOST_ONLY = {
     "network.py": "host conversion of lists and NumPy inputs at the API boundary",
     "backend.py": "moving arrays to and from the host",
     "kernels/numpy.py": "the NumPy fast path (NumPyOps)",
-    "kernels/blas.py": "the NumPy fast path's BLAS calls",
+    "kernels/blas/__init__.py": "the NumPy fast path's BLAS calls",
+    "kernels/blas/providers.py": "the NumPy fast path's BLAS calls (OpenBLAS, MKL through ctypes)",
+    "kernels/blas/choice.py": "timing the BLAS providers on NumPy arrays",
+    "kernels/elementwise.py": "the NumPy fast path's optimizer updates on a thread pool",
     "layers.py": "the host generator type for dropout masks",
     "random.py": "host random numbers for dropout masks",
     "validation.py": "host conversion of lists and NumPy inputs at the API boundary",
@@ -43,7 +46,8 @@ def test_maths_modules_do_not_import_numpy(name):
 def test_numpy_users_are_the_listed_ones():
     core = ["activations.py", "losses.py", "optim.py", "init.py", "train.py", "network.py",
             "backend.py", "layers.py", "random.py", "validation.py", "kernels/reference.py",
-            "kernels/numpy.py", "kernels/blas.py", "kernels/cupy.py", "kernels/buffers.py"]
+            "kernels/numpy.py", "kernels/blas/__init__.py", "kernels/blas/providers.py",
+            "kernels/blas/choice.py", "kernels/elementwise.py", "kernels/cupy.py", "kernels/buffers.py"]
     users = {name for name in core if "numpy" in imported_modules(PACKAGE / name)}
     assert users <= set(HOST_ONLY), f"NumPy imported by {sorted(users - set(HOST_ONLY))}"
 

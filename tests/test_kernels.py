@@ -16,10 +16,10 @@ import nnxp
 from nnxp.activations import ACTIVATIONS, ReLU
 from nnxp.kernels import ArrayAPIOps, ops_for
 
-from conftest import RTOL, assert_on, host, make_backend
+from conftest import OPTIMIZERS, RTOL, assert_on, host, make_backend
 
 
-@pytest.fixture(params=["numpy", "cupy"])
+@pytest.fixture(params=["numpy", "cupy", "cupy-emulated"])
 def fast_backend(request):
     """The backends that have a fast path (the others always run the reference)."""
     return make_backend(request.param)
@@ -41,6 +41,9 @@ def fast_ops(backend):
 @pytest.mark.parametrize("dtype_name", ["float32", "float64"])
 def test_fast_backprop_equals_reference(fast_backend, dtype_name, hidden, loss, output):
     ops = fast_ops(fast_backend)
+    # CUDA's (and the C library's) exp and tanh are a few ulp from NumPy's: 2e-5 is 170 float32 ulp
+    # of a result near 1, yet two sigmoid layers reach it; the CuPy paths get 5x that.
+    rtol = RTOL[dtype_name] * (5 if fast_backend.name in ("cupy", "cupy-emulated") else 1)
     rng = np.random.default_rng(0)
     net = nnxp.Network([6, 9, 7, 4], hidden=hidden, output=output, loss=loss, seed=2,
                        dtype=dtype_name, device=fast_backend)
@@ -49,11 +52,11 @@ def test_fast_backprop_equals_reference(fast_backend, dtype_name, hidden, loss, 
         y = net.targets(rng.integers(0, 4, batch), batch)
         cost_ref, grads_ref, out_ref = net.backprop(x, y, ArrayAPIOps())
         cost, grads, out = net.backprop(x, y, ops)
-        assert float(cost) == pytest.approx(float(cost_ref), rel=RTOL[dtype_name])
-        np.testing.assert_allclose(host(out), host(out_ref), rtol=RTOL[dtype_name])
+        assert float(cost) == pytest.approx(float(cost_ref), rel=rtol)
+        np.testing.assert_allclose(host(out), host(out_ref), rtol=rtol)
         for g, r in zip(grads, grads_ref):
             assert_on(fast_backend, g, dtype_name)
-            np.testing.assert_allclose(host(g), host(r), rtol=RTOL[dtype_name] * 10, atol=1e-7)
+            np.testing.assert_allclose(host(g), host(r), rtol=rtol * 10, atol=1e-7)
 
 
 def test_fast_take_rows_equals_reference(fast_backend):
@@ -62,18 +65,6 @@ def test_fast_take_rows_equals_reference(fast_backend):
     x = fast_backend.asarray(np.arange(20.0).reshape(10, 2), dtype)
     index = fast_backend.asarray(np.array([3, 0, 9, 3]), fast_backend.index_dtype)
     np.testing.assert_array_equal(host(ops.take_rows(x, index, "k")), host(ArrayAPIOps().take_rows(x, index, "k")))
-
-
-OPTIMIZERS = {
-    "sgd": lambda: nnxp.SGD(lr=0.05),
-    "sgd-wd": lambda: nnxp.SGD(lr=0.05, weight_decay=0.01),
-    "momentum": lambda: nnxp.SGD(lr=0.05, momentum=0.9),
-    "momentum-wd": lambda: nnxp.SGD(lr=0.05, momentum=0.9, weight_decay=0.01),
-    "nesterov-wd": lambda: nnxp.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
-    "adam": lambda: nnxp.Adam(lr=0.01),
-    "adam-wd": lambda: nnxp.Adam(lr=0.01, weight_decay=0.01),
-    "adamw": lambda: nnxp.AdamW(lr=0.01, weight_decay=0.1),
-}
 
 
 def train_twice(backend, make_optimizer, hidden="leaky_relu", dropout=0.0, dtype="float32"):

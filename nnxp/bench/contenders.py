@@ -105,7 +105,7 @@ class NnxpStep(Contender):
     """``Network.train_step`` on the fast ops, data already on the device."""
 
     def __init__(self, name: str, sizes: Sequence[int], weights, batches, optimizer: str,
-                 device: Any = "cpu", dtype: str = "float32"):
+                 device: Any = "cpu", dtype: str = "float32", blas: str | None = None):
         super().__init__()
         from ..network import Network
         from ..kernels import ops_for
@@ -120,7 +120,7 @@ class NnxpStep(Contender):
         self.optimizer = SGD(lr=SGD_LR) if optimizer == "sgd" else Adam(lr=ADAM_LR)
         self.ops_note = ""
         try:
-            self.ops = ops_for(self.net.backend)
+            self.ops = ops_for(self.net.backend, blas=blas)
         except ImportError as exc:  # a fast path that is not importable: say so, use the generic one
             self.ops = ops_for(self.net.backend, fast=False)
             self.ops_note = f"fast path unavailable ({exc}); generic ops used"
@@ -140,6 +140,9 @@ class NnxpStep(Contender):
 
     def info(self) -> dict[str, Any]:
         out = {"ops": type(self.ops).__name__, "optimizer": repr(self.optimizer)}
+        provider = getattr(self.ops, "provider", None)
+        if provider is not None:
+            out["blas"] = provider.describe()
         if self.ops_note:
             out["note"] = self.ops_note
         return out
@@ -375,7 +378,7 @@ def initial_weights(sizes: Sequence[int]):
 
 
 def build_contenders(sizes: Sequence[int], batch: int, names: Sequence[str], device: str,
-                     notes: list[str]) -> list[Contender]:
+                     notes: list[str], blas: str | None = None) -> list[Contender]:
     weights = initial_weights(sizes)
     batches = _make_batches(sizes, batch)
     gpu = device != "cpu"
@@ -387,7 +390,7 @@ def build_contenders(sizes: Sequence[int], batch: int, names: Sequence[str], dev
     out: list[Contender] = []
     for name in names:
         if name in ("nnxp-sgd", "nnxp-adam"):
-            out.append(NnxpStep(name, sizes, weights, batches, name.split("-")[1], device=device))
+            out.append(NnxpStep(name, sizes, weights, batches, name.split("-")[1], device=device, blas=blas))
         elif name == "numpy-ref":
             out.append(ReferenceStep("cupy-ref" if gpu else "numpy-ref", weights, batches, xp, sizes[-1]))
         elif name == "gemm-floor":

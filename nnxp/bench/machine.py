@@ -116,7 +116,8 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
 
 
 _NUMERIC_FILES = ("network.py", "layers.py", "kernels/reference.py", "kernels/numpy.py",
-                  "kernels/blas.py", "kernels/cupy.py", "kernels/buffers.py", "optim.py", "losses.py",
+                  "kernels/blas/__init__.py", "kernels/blas/providers.py", "kernels/blas/choice.py",
+                  "kernels/cupy.py", "kernels/buffers.py", "optim.py", "losses.py",
                   "activations.py", "train.py", "backend.py")
 
 

@@ -48,7 +48,8 @@ class _StopAtTarget:
             raise _Reached()
 
 
-def _race_nnxp(data, target: float, max_epochs: int, device: str, seed: int) -> dict[str, Any]:
+def _race_nnxp(data, target: float, max_epochs: int, device: str, seed: int,
+               blas: str | None = None) -> dict[str, Any]:
     from ..network import Network
     from ..optim import SGD
 
@@ -61,7 +62,7 @@ def _race_nnxp(data, target: float, max_epochs: int, device: str, seed: int) -> 
     t0 = time.perf_counter()
     try:
         net.fit(x, y, epochs=max_epochs, batch_size=RACE_BATCH, optimizer=SGD(lr=RACE_LR),
-                validation_data=(xv, yv), seed=seed, verbose=0, progress=False, callbacks=[stop])
+                validation_data=(xv, yv), seed=seed, verbose=0, progress=False, callbacks=[stop], blas=blas)
     except _Reached:
         pass
     t_end = time.perf_counter()
@@ -154,7 +155,8 @@ def run_race(*, dataset: str = "auto", data_dir: Path | None = None, download: b
              target: float | None = None,
              max_epochs: int = 50, device: str = "cpu", repeats: int = 2, seed: int = 0,
              threads: int | None = None, torch_init: str = "same", max_foreign: float = 0.25,
-             max_wait_s: float = 600.0, argv: Sequence[str] | None = None) -> dict[str, Any]:
+             max_wait_s: float = 600.0, argv: Sequence[str] | None = None,
+             blas: str | None = None) -> dict[str, Any]:
     """The end-to-end race; runs alternate nnxp, torch, torch, nnxp, ... (ABBA) ``repeats`` times each.
 
     A run during which other processes used more than ``max_foreign`` cores is
@@ -188,7 +190,7 @@ def run_race(*, dataset: str = "auto", data_dir: Path | None = None, download: b
                     budget.spend(waited)
                     a = monitor.snapshot()
                     if who == "nnxp":
-                        res = _race_nnxp(data, target, max_epochs, device, seed)
+                        res = _race_nnxp(data, target, max_epochs, device, seed, blas)
                     else:
                         res = _race_torch(data, target, max_epochs, device, seed, weights)
                     load = monitor.foreign_cores(a, monitor.snapshot())
@@ -217,7 +219,7 @@ def run_race(*, dataset: str = "auto", data_dir: Path | None = None, download: b
             "machine": machine,
             "settings": {"dataset": name, "target": target, "max_epochs": max_epochs, "device": device,
                          "sizes": list(RACE_SIZES), "lr": RACE_LR, "batch": RACE_BATCH, "seed": seed,
-                         "threads": th.count, "repeats": repeats,
+                         "threads": th.count, "repeats": repeats, "blas": blas or "auto",
                          "torch_init": f"nnxp's initial weights (He, seed {seed})" if weights is not None
                          else "PyTorch's default init"},
             "runs": runs, "summary": summary, "notes": notes}

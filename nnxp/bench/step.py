@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .contenders import ADAM_LR, CONTENDERS, N_BATCHES, SGD_LR, build_contenders, note
+from .isolated import measure_isolated
 from .machine import Threads, machine_info
 from .report import SCHEMA, add_ratios, check_targets, log
 from .timing import Budget, CpuMonitor, measure, summary
@@ -70,8 +71,12 @@ def run_step_bench(sizes_list: Sequence[Sequence[int]], batches: Sequence[int], 
                    names: Sequence[str] = CONTENDERS, repeats: int = 21, min_sample_s: float = 0.02,
                    warmup_s: float = 0.2, order: str = "interleaved", threads: int | None = None,
                    max_foreign: float = 0.25, max_wait_s: float = 600.0, settle_s: float = 0.15,
-                   argv: Sequence[str] | None = None) -> dict[str, Any]:
+                   argv: Sequence[str] | None = None, blas: str | None = None,
+                   processes: bool = False) -> dict[str, Any]:
     """Run the step benchmark; returns the result dict (what ``--json`` writes).
+
+    ``processes``: time each contender in its own worker process, alternated in
+    rounds (:mod:`.isolated`), instead of all in this process (interleaved or blocked).
 
     ``max_foreign``: rounds during which other processes used more than this
     many cores are retaken (``inf``: never); ``max_wait_s``: the most the whole
@@ -89,12 +94,21 @@ def run_step_bench(sizes_list: Sequence[Sequence[int]], batches: Sequence[int], 
                 label = "-".join(map(str, sizes))
                 log(f"[{len(cases) + 1}/{total}] {label} batch {batch} ...")
                 _device_memory_reset(device)
-                contenders = build_contenders(sizes, batch, names, device, notes)
                 waited, _ = monitor.wait_idle(max_foreign, budget.left)
                 budget.spend(waited)
-                load = measure(contenders, repeats=repeats, min_sample_s=min_sample_s, warmup_s=warmup_s,
-                               order=order, max_foreign=max_foreign, settle_s=settle_s, budget=budget,
-                               monitor=monitor)
+                if processes:
+                    contenders, load = measure_isolated(
+                        sizes, batch, names, device=device, repeats=repeats, min_sample_s=min_sample_s,
+                        warmup_s=warmup_s, settle_s=settle_s, threads=th.count, blas=blas,
+                        max_foreign=max_foreign, budget=budget, monitor=monitor)
+                    for c in contenders:
+                        for text in c.info().pop("notes", []):
+                            note(notes, text)
+                else:
+                    contenders = build_contenders(sizes, batch, names, device, notes, blas)
+                    load = measure(contenders, repeats=repeats, min_sample_s=min_sample_s, warmup_s=warmup_s,
+                                   order=order, max_foreign=max_foreign, settle_s=settle_s, budget=budget,
+                                   monitor=monitor)
                 load["waited_s"] += waited
                 if load["rounds_retaken"] or load["rounds_contaminated"]:
                     log(f"  other processes were busy: {load['rounds_retaken']} round(s) retaken, "
@@ -120,9 +134,10 @@ def run_step_bench(sizes_list: Sequence[Sequence[int]], batches: Sequence[int], 
         note(notes, f"{contaminated} round(s) were kept although other processes used more than "
                      f"{max_foreign:g} cores (the wait budget ran out): treat those cases with care")
     settings = {"device": device, "repeats": repeats, "min_sample_ms": min_sample_s * 1e3,
-                "warmup_ms": warmup_s * 1e3, "settle_ms": settle_s * 1e3, "order": order, "threads": th.count,
+                "warmup_ms": warmup_s * 1e3, "settle_ms": settle_s * 1e3,
+                "order": "process-per-contender" if processes else order, "threads": th.count,
                 "max_foreign_cores": max_foreign if math.isfinite(max_foreign) else None,
-                "max_wait_s": max_wait_s,
+                "max_wait_s": max_wait_s, "blas": blas or "auto",
                 "batches_cycled": N_BATCHES, "dtype": "float32", "sgd_lr": SGD_LR, "adam_lr": ADAM_LR,
                 "contenders": list(names)}
     result = {"schema": SCHEMA, "kind": "step", "command": list(argv) if argv is not None else None,

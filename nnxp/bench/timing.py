@@ -15,7 +15,7 @@ import numpy as np
 from .contenders import Contender
 from .report import log
 
-__all__ = ["Budget", "CpuMonitor", "measure", "summary"]
+__all__ = ["Budget", "CpuMonitor", "keep_round", "measure", "summary"]
 
 
 class CpuMonitor:
@@ -124,6 +124,22 @@ def _sample(c: Contender) -> float:
     return (time.perf_counter() - t0) / c.k
 
 
+def keep_round(load: float | None, max_foreign: float, budget: Budget, monitor: CpuMonitor,
+               report: dict[str, Any]) -> bool:
+    """Whether a round with this foreign load is kept (and recorded in ``report``); if not, it was
+    too busy and the machine has been waited for (while the budget lasts): take the round again."""
+    if load is not None and load > max_foreign:
+        if budget.left > 0:
+            report["rounds_retaken"] += 1
+            waited, _ = monitor.wait_idle(max_foreign, budget.left)
+            budget.spend(waited)
+            report["waited_s"] += waited
+            return False
+        report["rounds_contaminated"] += 1
+    report["foreign_cores"].append(load)
+    return True
+
+
 def measure(contenders: Sequence[Contender], *, repeats: int, min_sample_s: float,
             warmup_s: float, order: str = "interleaved", max_foreign: float = float("inf"),
             settle_s: float = 0.0, budget: Budget | None = None,
@@ -186,17 +202,10 @@ def measure(contenders: Sequence[Contender], *, repeats: int, min_sample_s: floa
                 taken.append((c, _sample(c)))
                 prev = c
             load = monitor.foreign_cores(a, monitor.snapshot())
-            if load is not None and load > max_foreign:
-                if budget.left > 0:
-                    report["rounds_retaken"] += 1
-                    waited, _ = monitor.wait_idle(max_foreign, budget.left)
-                    budget.spend(waited)
-                    report["waited_s"] += waited
-                    continue
-                report["rounds_contaminated"] += 1
+            if not keep_round(load, max_foreign, budget, monitor, report):
+                continue
             for c, t in taken:
                 c.samples.append(t)
-            report["foreign_cores"].append(load)
             kept += 1
     finally:
         if was_enabled:

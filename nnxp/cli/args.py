@@ -16,10 +16,10 @@ from .._files import check_regular_target
 from ..errors import ConfigError, DataError
 
 __all__ = [
-    "add_data_arguments", "add_device_argument", "add_threads_argument", "bench_contenders", "check_distinct",
-    "check_writable", "int_list", "layer_sizes", "load_data", "load_model", "nonnegative_float",
-    "nonnegative_int", "positive_float", "positive_int", "probability", "sizes_list", "thread_count",
-    "warn_other_dataset",
+    "add_blas_argument", "add_data_arguments", "add_device_argument", "add_threads_argument", "bench_contenders",
+    "blas_choice", "check_distinct", "check_writable", "int_list", "layer_sizes", "load_data", "load_model",
+    "nonnegative_float", "nonnegative_int", "positive_float", "positive_int", "probability", "sizes_list",
+    "thread_count", "warn_other_dataset",
 ]
 
 
@@ -101,6 +101,17 @@ def bench_contenders(text: str) -> list[str]:
     return names
 
 
+def blas_choice(text: str) -> str:
+    """``auto``, ``openblas`` or ``mkl``; ``mkl`` must be installed."""
+    from ..errors import NnxpError
+    from ..kernels.blas import check_setting
+
+    try:
+        return check_setting(text)
+    except NnxpError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def check_writable(path: Path | None) -> None:
     """Fail before training, not after it, if ``path`` cannot be written."""
     if path is None:
@@ -157,6 +168,13 @@ def add_device_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,cuda:N}",
                    help="where to compute: auto (CUDA if CuPy sees a GPU, else CPU), cpu, cuda, "
                         "cuda:N (default: auto)")
+
+
+def add_blas_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--blas", type=blas_choice, default="auto", metavar="{auto,openblas,mkl}",
+                   help="CPU only: the BLAS for the matrix products: auto (a short timing on the step's "
+                        "shapes at first use, cached per machine; openblas when MKL is not installed), "
+                        "openblas (NumPy's own), mkl (pip install 'nnxp[mkl]') (default: auto)")
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:

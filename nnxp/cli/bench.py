@@ -17,7 +17,7 @@ from ..bench.report import (SCHEMA, format_markdown, format_race, format_table, 
                             readme_parts, update_readme, write_json)
 from ..bench.step import CPU_BATCHES, DEFAULT_SIZES, GPU_BATCHES, run_step_bench
 from ..errors import ConfigError, DataError
-from .args import (bench_contenders, check_writable, int_list, nonnegative_float, positive_float, positive_int,
+from .args import (add_blas_argument, bench_contenders, check_writable, int_list, nonnegative_float, positive_float, positive_int,
                    sizes_list)
 
 __all__ = ["add_commands", "cmd_bench"]
@@ -51,8 +51,13 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--order", choices=["interleaved", "blocked"], default="interleaved",
                    help="interleaved: round-robin within each repeat (the honest default); blocked: each "
                         "contender's samples together (to diagnose interference between contenders)")
+    p.add_argument("--processes", action="store_true",
+                   help="time each contender in its own process, the processes taking turns one sample each "
+                        "per round, so no library's idle threads spin beside another's (what the README "
+                        "tables use); without it all run in this process, interleaved (--order)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="threads for NumPy's BLAS and torch (default: the BLAS's current count)")
+    add_blas_argument(p)
     p.add_argument("--max-foreign-load", type=nonnegative_float, default=0.25, metavar="CORES",
                    help="a round (race: a run) during which other processes used more than this many "
                         "cores is retaken once the machine is quiet; 'inf' never retakes (default: 0.25)")
@@ -105,6 +110,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         check_writable(args.json)
     if args.readme is not None:
         readme_parts(args.readme, "race" if args.race else "step")  # fail now, not after the run
+    if args.processes and args.order == "blocked":
+        raise ConfigError("--processes takes turns by rounds: it cannot be combined with --order blocked")
     argv = args.argv[args.argv.index("bench") + 1:]
     if args.max_wait is None:
         args.max_wait = 5.0 if args.quick else 600.0
@@ -113,7 +120,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                           target=args.target,
                           max_epochs=args.max_epochs, device=device, repeats=args.race_repeats,
                           threads=args.threads, torch_init=args.torch_init,
-                          max_foreign=args.max_foreign_load, max_wait_s=args.max_wait, argv=argv)
+                          max_foreign=args.max_foreign_load, max_wait_s=args.max_wait, argv=argv,
+                          blas=args.blas)
         text = race_markdown(result) if args.markdown else format_race(result)
     else:
         gpu = device != "cpu"
@@ -126,7 +134,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = run_step_bench(sizes, batches, device=device, names=args.contenders, repeats=repeats,
                                 min_sample_s=min_ms / 1e3, warmup_s=warm_ms / 1e3, order=args.order,
                                 threads=args.threads, max_foreign=args.max_foreign_load,
-                                max_wait_s=args.max_wait, settle_s=settle_ms / 1e3, argv=argv)
+                                max_wait_s=args.max_wait, settle_s=settle_ms / 1e3, argv=argv,
+                                blas=args.blas, processes=args.processes)
         text = format_markdown(result) if args.markdown else format_table(result)
     if args.json is not None:
         write_json(args.json, result)

@@ -20,9 +20,9 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ConfigError, DataError, DivergenceError
-from .args import (add_data_arguments, add_device_argument, add_threads_argument, check_distinct, check_writable,
-                   layer_sizes, load_data, nonnegative_float, nonnegative_int, positive_float, positive_int,
-                   probability)
+from .args import (add_blas_argument, add_data_arguments, add_device_argument, add_threads_argument, check_distinct,
+                   check_writable, layer_sizes, load_data, nonnegative_float, nonnegative_int, positive_float,
+                   positive_int, probability)
 
 __all__ = ["add_commands", "cmd_train"]
 
@@ -85,9 +85,12 @@ def add_commands(commands: Any) -> None:
                         "and any file given here from this command")
     p.add_argument("--metrics", type=Path, metavar="PATH",
                    help="write one JSON line per epoch to this file")
+    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
+                   help="CUDA only: replay each training step as a CUDA graph (default: on)")
     p.add_argument("--tf32", action="store_true",
                    help="CUDA only: allow TF32 matrix products (CUPY_TF32=1)")
     add_threads_argument(p)
+    add_blas_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-epoch lines")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel training on the processes MPI starts: mpiexec -n N nnxp train "
@@ -279,7 +282,7 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
                       optimizer=optimizer, schedule=args.schedule, validation_split=args.val_split,
                       seed=args.seed, initial_epoch=len(history) if history else 0, history=history,
                       callbacks=callbacks, verbose=int(verbose), progress=verbose and sys.stderr.isatty(),
-                      threads=threads, distributed=dist)
+                      threads=threads, cuda_graphs=args.cuda_graphs, distributed=dist, blas=args.blas)
     except DivergenceError as exc:
         good = ckpt_path if saver is not None and saver.written else good
         kept = (f"; the last good checkpoint is {good}" if good is not None

@@ -5,7 +5,8 @@
 - :mod:`~nnxp.kernels.numpy`: :class:`NumPyOps`, the same formulas into
   reused buffers, in place, through BLAS (SGD folded into a GEMM).
 - :mod:`~nnxp.kernels.cupy`: CuPy, cuBLAS into buffers and fused kernels.
-- :mod:`~nnxp.kernels.blas`: ``C <- alpha A^T B + beta C`` through NumPy's OpenBLAS.
+- :mod:`~nnxp.kernels.blas`: ``C <- alpha A B + beta C`` through a BLAS provider
+  (NumPy's OpenBLAS, or MKL from the ``mkl`` wheel), chosen by calibration.
 
 :func:`ops_for` picks the executor for a backend; every fast entry is keyed
 by the exact class of the formula it runs, so anything without an entry (a
@@ -18,22 +19,38 @@ from typing import Any
 
 import array_api_compat
 
-from .reference import ArrayAPIOps
+from ..backend import EMULATED_CUPY
+from .reference import ArrayAPIOps, EpochTotals
 
-__all__ = ["ArrayAPIOps", "ops_for"]
+__all__ = ["ArrayAPIOps", "EpochTotals", "ops_for"]
 
 
-def ops_for(backend: Any, fast: bool = True) -> ArrayAPIOps:
-    """The fastest correct executor for ``backend`` (the reference if ``fast`` is False)."""
+def ops_for(backend: Any, fast: bool = True, cuda_graphs: bool = True, blas: str | None = None) -> ArrayAPIOps:
+    """The fastest correct executor for ``backend`` (the reference if ``fast`` is False).
+
+    ``cuda_graphs``: on CuPy, replay ``fit``'s fused step as a CUDA graph (also off
+    with ``NNXP_CUDA_GRAPHS=0``).  ``blas`` (NumPy only): ``auto``, ``openblas`` or
+    ``mkl`` for the products of training steps (None: the process setting,
+    :func:`nnxp.set_blas`).
+    """
+    if blas is not None:
+        from .blas import check_setting
+
+        blas = check_setting(blas)  # a bad name or a missing library fails here, whatever the backend
     if not fast:
         return ArrayAPIOps()
+    if backend.name == EMULATED_CUPY:  # the CuPy fast path on the CPU EMULATION of CuPy (tests)
+        from .cupy import CuPyOps
+        from .cupy_emulation import cupy as emulated_cupy
+
+        return CuPyOps(emulated_cupy, graphs=cuda_graphs)
     if array_api_compat.is_numpy_namespace(backend.xp):
         from .numpy import NumPyOps
 
-        return NumPyOps()
+        return NumPyOps(blas=blas)
     if array_api_compat.is_cupy_namespace(backend.xp):
         from .cupy import CuPyOps, fused_enabled
 
         if fused_enabled():
-            return CuPyOps()
+            return CuPyOps(graphs=cuda_graphs)
     return ArrayAPIOps()

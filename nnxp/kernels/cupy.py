@@ -13,92 +13,35 @@ The kernels are the same maths as :mod:`nnxp.activations` and
 :mod:`nnxp.optim`, written as CUDA C expressions and registered by the
 formula's exact class (a subclass runs the reference); ``tests/test_kernels.py``
 checks that this path and the reference give the same numbers,
-and ``tests/test_cupy_kernels.py`` compiles every kernel body with ``nvcc``
-where it is installed, so a typo cannot wait for a GPU to show up.
+``tests/test_cupy_kernels.py`` compiles every kernel with CuPy's code
+generator and NVRTC for sm_90 and sm_80 (no GPU needed), so a typo cannot
+wait for a GPU to show up, and ``tests/test_cupy_emulation.py`` runs this
+class on a CPU EMULATION of CuPy (:mod:`nnxp.kernels.cupy_emulation`).
 
-Not yet run on a GPU (no GPU was available where it was written): it is
-opt-in, with ``NNXP_CUPY_FUSED=1``; CuPy otherwise runs the generic path.
-``scripts/gpu_check.sh`` runs its tests and benchmark on a GPU.
+The whole step of ``fit`` is fused further (:mod:`nnxp.kernels.cupy_fused`)
+and captured as a CUDA graph (:mod:`nnxp.kernels.cupy_graph`).  All of it is
+the default on CuPy (``NNXP_CUPY_FUSED=0`` runs the reference instead) and
+none of it has run on a GPU yet (none was available); ``scripts/gpu_check.sh``
+runs its tests and benchmarks on one.
 """
 
 from __future__ import annotations
 
 import os
-from functools import lru_cache
-from typing import Any, Hashable, NamedTuple
+from typing import Any, Hashable
 
-from ..activations import Activation, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
+from ..activations import Activation, Identity
 from ..optim import SGD, Adam, AdamW
 from .buffers import BufferedOps
+from .cupy_kernels import _BACKWARD_OF, _FORWARD_OF
+from .cupy_kernels import kernel as _kernel
 
-__all__ = ["CuPyOps", "fused_enabled", "KERNELS"]
-
-
-class KernelSpec(NamedTuple):
-    """An elementwise kernel as ``cupy.ElementwiseKernel`` takes it."""
-
-    in_params: str
-    out_params: str
-    operation: str
-
-
-# Forward: a = f(z + b), in place on the GEMM output z; b broadcasts over rows.
-# The sigmoid takes e = exp(-|v|) so neither branch can overflow.
-_FORWARD = {
-    "relu": KernelSpec("T b", "T z", "T v = z + b; z = v > (T)0 ? v : (T)0"),
-    "leaky_relu": KernelSpec("T b, float64 alpha", "T z", "T v = z + b; z = v > (T)0 ? v : (T)(alpha * v)"),
-    "sigmoid": KernelSpec("T b", "T z",
-                          "T v = z + b; T e = exp(-fabs(v)); z = v >= (T)0 ? (T)1 / ((T)1 + e) : e / ((T)1 + e)"),
-    "tanh": KernelSpec("T b", "T z", "z = tanh(z + b)"),
-    "identity": KernelSpec("T b", "T z", "z = z + b"),
-}
-
-# Backward: g <- g * f'(z), with f' written from the output a (see nnxp.activations).
-_BACKWARD = {
-    "relu": KernelSpec("T a", "T g", "g = a > (T)0 ? g : (T)0"),
-    "leaky_relu": KernelSpec("T a, float64 alpha", "T g", "g = a > (T)0 ? g : (T)(alpha * g)"),
-    "sigmoid": KernelSpec("T a", "T g", "g = g * a * ((T)1 - a)"),
-    "tanh": KernelSpec("T a", "T g", "g = g * ((T)1 - a * a)"),
-}
-
-# Optimizers (nnxp.optim's formulas; wd is L2 added to g, decay the AdamW factor).
-_UPDATES = {
-    "sgd": KernelSpec("T g, float64 lr, float64 wd", "T p",
-                      "T grad = g + (T)wd * p; p = p - (T)lr * grad"),
-    "momentum": KernelSpec(
-        "T g, float64 lr, float64 wd, float64 mu, bool nesterov", "T p, T v",
-        "T grad = g + (T)wd * p; v = (T)mu * v + grad; "
-        "p = p - (T)lr * (nesterov ? grad + (T)mu * v : v)"),
-    "adam": KernelSpec(
-        "T g, float64 step, float64 b1, float64 b2, float64 eps, float64 inv_sqrt_bc2, "
-        "float64 wd, float64 decay", "T p, T m, T v",
-        "p = p * (T)decay; T grad = g + (T)wd * p; "
-        "m = (T)b1 * m + (T)(1.0 - b1) * grad; v = (T)b2 * v + (T)(1.0 - b2) * grad * grad; "
-        "p = p - (T)step * m / (sqrt(v) * (T)inv_sqrt_bc2 + (T)eps)"),
-}
-
-#: Every kernel by name, for the nvcc syntax test.
-KERNELS: dict[str, KernelSpec] = {
-    **{f"nnxp_forward_{k}": v for k, v in _FORWARD.items()},
-    **{f"nnxp_backward_{k}": v for k, v in _BACKWARD.items()},
-    **{f"nnxp_update_{k}": v for k, v in _UPDATES.items()},
-}
-
-# The formula each kernel runs, by exact class (never by name: a subclass runs the reference).
-_FORWARD_OF = {ReLU: "relu", LeakyReLU: "leaky_relu", Sigmoid: "sigmoid", Tanh: "tanh", Identity: "identity"}
-_BACKWARD_OF = {ReLU: "relu", LeakyReLU: "leaky_relu", Sigmoid: "sigmoid", Tanh: "tanh"}
+__all__ = ["CuPyOps", "fused_enabled"]
 
 
 def fused_enabled() -> bool:
-    return os.environ.get("NNXP_CUPY_FUSED", "0") == "1"
-
-
-@lru_cache(maxsize=None)
-def _kernel(name: str) -> Any:
-    import cupy
-
-    spec = KERNELS[name]
-    return cupy.ElementwiseKernel(spec.in_params, spec.out_params, spec.operation, name)
+    """The fused CuPy path is the default; ``NNXP_CUPY_FUSED=0`` runs the reference on CuPy."""
+    return os.environ.get("NNXP_CUPY_FUSED", "1") != "0"
 
 
 class CuPyOps(BufferedOps):
@@ -106,11 +49,18 @@ class CuPyOps(BufferedOps):
 
     name = "cupy"
 
-    def __init__(self) -> None:
-        import cupy
+    def __init__(self, cupy: Any = None, graphs: bool = True) -> None:
+        """``cupy``: the module running the kernels (CuPy; its CPU EMULATION in tests);
+        ``graphs``: replay fit's fused step as a CUDA graph where it can."""
+        if cupy is None:
+            import cupy
 
         super().__init__()
         self._cp = cupy
+        self._fused: Any = None  # the fused step's flat buffers, built on its first call
+        self._scratch: Any = None
+        self._graph: Any = None  # its CUDA-graph replays (nnxp.kernels.cupy_graph)
+        self.graphs = graphs
 
     def _empty(self, shape, dtype):
         return self._cp.empty(shape, dtype=dtype)
@@ -130,7 +80,7 @@ class CuPyOps(BufferedOps):
             return super().linear_activate(x, w, b, act, key)
         z = self._gemm(x, w.T, key)
         args = (b, act.alpha) if kind == "leaky_relu" else (b,)
-        _kernel(f"nnxp_forward_{kind}")(*args, z)
+        _kernel(self._cp, f"nnxp_forward_{kind}")(*args, z)
         return z
 
     def activation_backward(self, act: Activation, a, g):
@@ -139,8 +89,8 @@ class CuPyOps(BufferedOps):
         kind = _BACKWARD_OF.get(type(act))
         if kind is None:
             return act.backward(a, g)
-        args = (a, act.alpha) if kind == "leaky_relu" else (a,)
-        _kernel(f"nnxp_backward_{kind}")(*args, g)
+        args = (a, act.alpha, 1.0 - act.alpha) if kind == "leaky_relu" else (a,)
+        _kernel(self._cp, f"nnxp_backward_{kind}")(*args, g)
         return g
 
     def weight_grad(self, delta, a_prev, key):
@@ -166,13 +116,49 @@ class CuPyOps(BufferedOps):
         for i, (p, g) in enumerate(zip(params, grads)):
             state = optimizer.slot(i)
             if kind is SGD and not optimizer.momentum:
-                _kernel("nnxp_update_sgd")(g, optimizer.lr, optimizer.weight_decay, p)
+                _kernel(self._cp, "nnxp_update_sgd")(g, optimizer.lr, optimizer.weight_decay, p)
             elif kind is SGD:
-                _kernel("nnxp_update_momentum")(g, optimizer.lr, optimizer.weight_decay, optimizer.momentum,
+                _kernel(self._cp, "nnxp_update_momentum")(g, optimizer.lr, optimizer.weight_decay, optimizer.momentum,
                                                 optimizer.nesterov, p, state["velocity"])
             else:
                 wd = 0.0 if optimizer.decoupled else optimizer.weight_decay
-                _kernel("nnxp_update_adam")(g, optimizer.step_size, optimizer.beta1, optimizer.beta2,
-                                            optimizer.eps, optimizer.inv_sqrt_bc2, wd, optimizer.decay_factor,
-                                            p, state["m"], state["v"])
+                _kernel(self._cp, "nnxp_update_adam")(
+                    g, optimizer.step_size, optimizer.beta1, 1.0 - optimizer.beta1, optimizer.beta2,
+                    1.0 - optimizer.beta2, optimizer.eps, optimizer.inv_sqrt_bc2, wd, optimizer.decay_factor,
+                    p, state["m"], state["v"])
         return list(params)
+
+    # -- the whole step, fused -------------------------------------------------------
+    def train_step(self, net, x, y, optimizer, *, rng=None, reduce=None, totals=None):
+        """The fused step (:mod:`nnxp.kernels.cupy_fused`) where it runs the reference's formulas
+        exactly; otherwise the per-operation path.  The fused step returns None for the cost:
+        the batch's loss and hits went into ``totals`` on the device."""
+        from .cupy_fused import FusedStep, fuses
+
+        if not fuses(net, optimizer, reduce, x):
+            return super().train_step(net, x, y, optimizer, rng=rng, reduce=reduce, totals=totals)
+        if self._fused is None or not self._fused.belongs_to(net, optimizer):
+            self._fused, self._graph = FusedStep(self, net, optimizer), None
+        return None, self._fused.step(net, x, y, optimizer, totals)
+
+    def train_batch(self, net, x, y, index, optimizer, *, rng=None, reduce=None, totals=None):
+        """With CUDA graphs (the default; ``NNXP_CUDA_GRAPHS=0`` turns them off) a fused step is a
+        graph replay (:mod:`nnxp.kernels.cupy_graph`); otherwise as the reference."""
+        from .cupy_fused import FusedStep, fuses
+        from .cupy_graph import GraphedStep, graphs_enabled
+
+        if totals is None or not (self.graphs and graphs_enabled()) or not fuses(net, optimizer, reduce, x):
+            return super().train_batch(net, x, y, index, optimizer, rng=rng, reduce=reduce, totals=totals)
+        if self._fused is None or not self._fused.belongs_to(net, optimizer):
+            self._fused, self._graph = FusedStep(self, net, optimizer), None
+        if self._graph is None:
+            self._graph = GraphedStep(self._fused)
+        return None, self._graph.run(net, x, y, index, optimizer, totals)
+
+    def scratch_totals(self, dtype: Any) -> Any:
+        """Totals for a fused step whose caller keeps none (summed, never read)."""
+        from .reference import EpochTotals
+
+        if self._scratch is None or self._scratch.loss.dtype != dtype:
+            self._scratch = EpochTotals(self._cp.zeros((), dtype=dtype), self._cp.zeros((), dtype=self._cp.int64))
+        return self._scratch

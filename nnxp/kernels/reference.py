@@ -19,7 +19,28 @@ from typing import Any, Callable, Hashable, Sequence
 
 from array_api_compat import array_namespace
 
-__all__ = ["ArrayAPIOps"]
+from ..validation import count_correct
+
+__all__ = ["ArrayAPIOps", "EpochTotals"]
+
+
+class EpochTotals:
+    """An epoch's running sums on the device: ``loss`` (the batches' cost times their rows,
+    0-d, the network's dtype) and ``correct`` (rows classified right, 0-d, the index dtype).
+
+    The training loop reads them once per epoch.  Executors add each batch to them
+    (:meth:`ArrayAPIOps.accumulate`); the fused CuPy step adds inside its loss kernel,
+    so they are updated in place there and rebound here.
+    """
+
+    __slots__ = ("loss", "correct")
+
+    def __init__(self, loss: Any, correct: Any) -> None:
+        self.loss, self.correct = loss, correct
+
+    @classmethod
+    def zeros(cls, backend: Any, dtype: Any) -> "EpochTotals":
+        return cls(backend.zeros((), dtype), backend.zeros((), backend.index_dtype))
 
 
 class ArrayAPIOps:
@@ -69,16 +90,35 @@ class ArrayAPIOps:
         """The optimizer's own rule (new arrays); fast paths update in place and return ``params``."""
         return optimizer.step(params, grads)
 
+    def accumulate(self, totals: EpochTotals, cost: Any, a: Any, y: Any) -> None:
+        """Add a batch to the epoch's totals: its cost times its rows, and its correct rows."""
+        totals.loss = totals.loss + cost * float(y.shape[0])
+        totals.correct = totals.correct + count_correct(a, y, totals.correct.dtype)
+
     # -- a whole step --------------------------------------------------------------
+    def train_batch(self, net: Any, x: Any, y: Any, index: Any, optimizer: Any, *, rng: Any = None,
+                    reduce: Callable[[list[Any]], list[Any]] | None = None,
+                    totals: EpochTotals | None = None) -> tuple[Any, Any]:
+        """One training step on rows ``index`` of (x, y) (the whole data, on the device):
+        gathers the batch, then :meth:`train_step`.  Returns (batch cost or None, outputs a_L)."""
+        xb = self.take_rows(x, index, "x_batch")
+        yb = self.take_rows(y, index, "y_batch")
+        return net.train_step(xb, yb, optimizer, self, rng=rng, reduce=reduce, totals=totals)
+
     def train_step(self, net: Any, x: Any, y: Any, optimizer: Any, *, rng: Any = None,
-                   reduce: Callable[[list[Any]], list[Any]] | None = None) -> tuple[Any, Any]:
+                   reduce: Callable[[list[Any]], list[Any]] | None = None,
+                   totals: EpochTotals | None = None) -> tuple[Any, Any]:
         """Backpropagate (x, y), optionally ``reduce`` the gradients (data-parallel
-        averaging), update the parameters and rebind them in ``net``.
+        averaging), update the parameters and rebind them in ``net``, and add the
+        batch to ``totals`` if given.
 
         Returns (batch cost, outputs a_L) as device arrays: nothing is read back.
+        (The fused CuPy step returns None for the cost: it went into ``totals``.)
         """
         cost, grads, a = net.backprop(x, y, self, rng=rng)
         if reduce is not None:
             grads = reduce(grads)
         net.set_parameters(self.optimizer_step(optimizer, net.parameters(), grads))
+        if totals is not None:
+            self.accumulate(totals, cost, a, y)
         return cost, a
