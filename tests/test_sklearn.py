@@ -7,7 +7,8 @@ Checks that do not run here, and why (each also shows as a pytest skip with its 
   interpreter with that variable set, so it is not left out.
 - ``check_classifier_data_not_an_array`` is skipped by scikit-learn when pandas is absent.
 - Sample weights: ``fit`` takes none, so the sample-weight checks are not generated.
-No check is marked xfail.
+- ``check_methods_subset_invariance`` is an expected failure for float32 estimators only (reason in
+  :func:`_expected_failures`: float32 BLAS results depend on the batch's row count); it passes in float64.
 """
 
 from __future__ import annotations
@@ -33,11 +34,21 @@ from nnxp.sklearn import MLPClassifier  # noqa: E402
 from conftest import host  # noqa: E402
 
 
+def _expected_failures(estimator):
+    """Checks known to fail, with the reason (scikit-learn reports them as xfail)."""
+    if estimator.dtype == "float32":
+        return {"check_methods_subset_invariance":
+                "float32 products depend on the batch's row count (BLAS kernel blocking, and since the "
+                "BLAS choice of issue 14 possibly another library per shape): probabilities of a "
+                "subset differ by ~4e-7 relative, above the check's 1e-7; float64 passes"}
+    return {}
+
+
 @parametrize_with_checks([
     MLPClassifier(random_state=0),  # the defaults
     MLPClassifier(hidden_layer_sizes=(8, 8), activation="tanh", optimizer="momentum", lr=0.05,
                   epochs=30, batch_size=16, dtype="float64", random_state=1),
-])
+], expected_failed_checks=_expected_failures)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
