@@ -80,8 +80,14 @@ def train(optimizer: str, dtype: str, backend_name: str, distributed=None, dropo
 
 def equality(out: Path) -> None:
     dp = init()
+    import pytest
+
     for name, optimizer, dtype, backend_name in [*SCENARIOS, DROPOUT_SCENARIO]:
-        net, history = train(optimizer, dtype, backend_name, dp, dropout=0.3 if "dropout" in name else 0.0)
+        try:
+            net, history = train(optimizer, dtype, backend_name, dp, dropout=0.3 if "dropout" in name else 0.0)
+        except pytest.skip.Exception as skipped:  # a library this machine lacks (JAX): say why, go on
+            (out / f"{name}.skipped").write_text(str(skipped.msg))
+            continue
         arrays = {f"p{i}": nnxp.to_numpy(p) for i, p in enumerate(net.parameters())}
         last = history.last
         np.savez(out / f"{name}.rank{dp.rank}.npz", size=dp.size, loss=last["loss"], accuracy=last["accuracy"],

@@ -31,13 +31,20 @@ def two_rank_results(mpiexec, tmp_path_factory):
     out = tmp_path_factory.mktemp("mpi")
     done = mpiexec([sys.executable, mpi_worker.__file__, "equality", str(out)], n=2, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return {(name, rank): dict(np.load(out / f"{name}.rank{rank}.npz"))
-            for name, *_ in [*SCENARIOS, DROPOUT_SCENARIO] for rank in (0, 1)}
+    results = {}
+    for name, *_ in [*SCENARIOS, DROPOUT_SCENARIO]:
+        skipped = out / f"{name}.skipped"
+        for rank in (0, 1):
+            results[name, rank] = (skipped.read_text() if skipped.exists()
+                                   else dict(np.load(out / f"{name}.rank{rank}.npz")))
+    return results
 
 
 @pytest.mark.parametrize("name,optimizer,dtype,backend_name", SCENARIOS, ids=[s[0] for s in SCENARIOS])
 def test_two_ranks_give_the_weights_of_one_process(two_rank_results, name, optimizer, dtype, backend_name):
     """Uneven shards (8 + 7 rows of 15) and a last batch of one row (rank 1 gets none) included."""
+    if isinstance(two_rank_results[name, 0], str):
+        pytest.skip(two_rank_results[name, 0])  # the library is not installed here
     net, history = train(optimizer, dtype, backend_name)  # one process, same global batches
     initial = nnxp.Network(net.sizes, hidden="tanh", seed=3, dtype=dtype).parameters()
     rank0, rank1 = two_rank_results[name, 0], two_rank_results[name, 1]
