@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import IO, Union
 from collections.abc import Iterator
 
+from .errors import DataError
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 # Prefix/suffix of temporary files, so stray ones (after a power cut) are
@@ -181,6 +183,17 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """Replace ``path`` atomically with ``data`` (see :func:`atomic_open`)."""
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+def write_file(path: PathLike, data: bytes) -> Path:
+    """:func:`atomic_write_bytes`, with a failure as one DataError line naming the path."""
+    path = Path(path)
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}; check the directory exists "
+                        "and is writable") from None
+    return path
 
 
 def _remove_quietly(path: Path) -> None:

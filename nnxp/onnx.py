@@ -40,8 +40,8 @@ import numpy as np
 from ._extras import require
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .backend import to_numpy
-from ._files import atomic_write_bytes
-from .errors import ConfigError, DataError
+from ._files import write_file
+from .errors import ConfigError
 from .layers import Dense, Dropout
 
 __all__ = ["to_onnx", "export_onnx", "OPSET"]
@@ -119,9 +119,4 @@ def export_onnx(net: Any, path: str | os.PathLike) -> Path:
     """Write ``net`` as an ONNX model file to ``path`` (atomically); returns the path."""
     data = to_onnx(net).SerializeToString()
     path = Path(path)
-    try:
-        atomic_write_bytes(path, data)
-    except OSError as exc:
-        raise DataError(f"cannot write {path}: {exc.strerror or exc}; check the directory exists "
-                        "and is writable") from None
-    return path
+    return write_file(path, data)

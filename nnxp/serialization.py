@@ -24,12 +24,12 @@ import safetensors
 import safetensors.numpy
 
 from .backend import to_numpy
-from ._files import atomic_write_bytes
+from ._files import write_file
 from .errors import DataError, NnxpError
 from .layers import LAYERS
 from .validation import file_path
 
-__all__ = ["save", "load", "write_arrays", "read_arrays", "network_from", "check_finite_arrays", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save", "checked_model", "write_arrays", "read_arrays", "check_finite_arrays", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "nnxp"
 FORMAT_VERSION = "2"
@@ -172,12 +172,7 @@ def write_arrays(path: str | os.PathLike, arrays: dict[str, Any], metadata: dict
     header = {"format": FORMAT, "format_version": FORMAT_VERSION}
     header.update({key: json.dumps(value) for key, value in metadata.items()})
     data = safetensors.numpy.save(host, metadata=header)
-    try:
-        atomic_write_bytes(path, data)
-    except OSError as exc:
-        raise DataError(f"cannot write {path}: {exc.strerror or exc}; check the directory exists "
-                        "and is writable") from None
-    return path
+    return write_file(path, data)
 
 
 # Tensor dtypes nnxp writes; anything else (F16, BF16, F8_*, integers, BOOL,

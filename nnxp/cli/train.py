@@ -312,17 +312,6 @@ def _resume_command(checkpoint: Path, args: argparse.Namespace) -> str:
     return f"nnxp train --resume {checkpoint} --epochs {args.epochs}{metrics}"
 
 
-def _load_resume(path: Path, backend: Any):
-    """The checkpoint to resume from; a missing file gets a message saying why that happens."""
-    from ..checkpoint import load_checkpoint
-
-    if not path.exists() and not path.is_symlink():
-        raise DataError(f"checkpoint {path} not found: a run writes its first checkpoint at the end of its "
-                        "first epoch, so a run stopped before that left nothing to resume; start it again "
-                        "without --resume (or check the path)")
-    return load_checkpoint(path, device=backend)
-
-
 def _output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     """(model path, checkpoint path): checked writable, none of them an input or another output
     (the checkpoint being resumed may be rewritten in place: the default)."""

@@ -21,7 +21,7 @@ returns an input gradient.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace, is_cupy_array

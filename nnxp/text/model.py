@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from ..activations import get_activation
 from ..backend import get_backend, to_numpy

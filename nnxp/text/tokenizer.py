@@ -35,7 +35,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from .._files import atomic_write_bytes
+from .._files import write_file
 from ..errors import ConfigError, DataError
 from .bpe import Merges, learn_merges, merge_pair
 
@@ -196,12 +196,7 @@ class Tokenizer:
         """Write ``tokenizer.json`` atomically."""
         path = Path(path)
         data = json.dumps(self.to_json(), ensure_ascii=False, indent=1).encode("utf-8")
-        try:
-            atomic_write_bytes(path, data)
-        except OSError as exc:
-            raise DataError(f"cannot write {path}: {exc.strerror or exc}; check the directory exists "
-                            "and is writable") from None
-        return path
+        return write_file(path, data)
 
     @classmethod
     def from_json(cls, spec: dict, source: str = "tokenizer") -> "Tokenizer":
