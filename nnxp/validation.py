@@ -127,23 +127,22 @@ def check_sizes(sizes: Sequence[int]) -> list[int]:
 
 def positive_int(name: str, value: Any) -> int:
     """``value`` as an int >= 1, or a ConfigError naming ``name``."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}") from None
-    if isinstance(value, (bool, str, bytes)) or number != value or number < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return number
+    return _whole_number(name, value, 1, "a positive integer")
 
 
 def nonnegative_int(name: str, value: Any) -> int:
     """``value`` as an int >= 0 (``0``, ``3``, ``3.0``; not ``-1``, ``1.5``, ``inf``, ``None``, ``True``)."""
+    return _whole_number(name, value, 0, "a whole number >= 0")
+
+
+def _whole_number(name: str, value: Any, least: int, requirement: str) -> int:
+    """``value`` as an int >= ``least`` (bools, strings and fractions refused)."""
     try:
         number = int(value)
     except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}") from None
-    if isinstance(value, (bool, str, bytes)) or number != value or number < 0:
-        raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
+        raise ConfigError(f"{name} must be {requirement}, got {value!r}") from None
+    if isinstance(value, (bool, str, bytes)) or number != value or number < least:
+        raise ConfigError(f"{name} must be {requirement}, got {value!r}")
     return number
 
 
