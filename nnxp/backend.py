@@ -60,15 +60,22 @@ class Backend:
     Backends compare and hash by library and device, so they can key caches.
     """
 
-    __slots__ = ("xp", "device", "name", "inplace", "lazy")
+    __slots__ = ("xp", "device", "name", "_inplace", "lazy")
 
     def __init__(self, xp: Any, device: Any, name: str, inplace: bool | None = None):
         self.xp = xp
         self.device = device
         self.name = name
-        self.inplace = _visible_inplace(xp, device) if inplace is None else bool(inplace)
+        self._inplace = inplace
         #: whether arrays are lazy (dask): work waits until a result is needed
         self.lazy = array_api_compat.is_dask_namespace(xp)
+
+    @property
+    def inplace(self) -> bool:
+        """Whether in-place updates are visible through other references (probed once per library)."""
+        if self._inplace is None:
+            self._inplace = _visible_inplace(self.xp, self.device)
+        return self._inplace
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Backend) and self.xp is other.xp and self.name == other.name
@@ -410,8 +417,18 @@ def _checked(xp: Any) -> Any:
     return xp
 
 
+_INPLACE: dict[str, bool] = {}  # by library name: a property of the library, not of a device
+
+
 def _visible_inplace(xp: Any, device: Any) -> bool:
     """Whether ``p -= u`` on this library's arrays is visible through other references."""
+    name = getattr(xp, "__name__", repr(xp))
+    if name not in _INPLACE:
+        _INPLACE[name] = _probe_inplace(xp, device)
+    return _INPLACE[name]
+
+
+def _probe_inplace(xp: Any, device: Any) -> bool:
     try:
         probe = xp.zeros((1,), dtype=xp.float32, device=device)
     except Exception:  # noqa: BLE001 - a library that cannot even make a probe rebinds
