@@ -14,6 +14,7 @@ from nnxp.kernels import ops_for
 from nnxp.activations import ACTIVATIONS
 
 from conftest import RTOL, assert_on, host
+from tolerance import reordering_tolerance
 
 # -- the seed's hand-computed 3-2-3 vector ------------------------------------------------
 
@@ -225,7 +226,9 @@ def test_forward_preserves_device_and_dtype(backend, dtype_name):
 def test_predict_in_chunks_equals_forward(backend):
     net = nnxp.Network([4, 6, 3], seed=1, device=backend)
     x = np.random.default_rng(0).normal(size=(25, 4))
-    np.testing.assert_allclose(host(net.predict(x, batch_size=7)), host(net.forward(x)), rtol=1e-6)
+    # chunks of 7 rows may be blocked differently by BLAS than 25: float32 rounding, 2 products of fan-in <= 6
+    np.testing.assert_allclose(host(net.predict(x, batch_size=7)), host(net.forward(x)),
+                               **reordering_tolerance(net.dtype_name, 6, layers=2))
 
 
 def test_move_between_devices(backend, dtype_name):
