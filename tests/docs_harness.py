@@ -375,3 +375,22 @@ def failure_message(block: Block, result: Result) -> str | None:
             return (f"{block.name}: the output differs from the expected block at line "
                     f"{block.expect_line}:\n{diff}")
     return None
+
+
+def example_block(needle: str, *homes: str) -> str:
+    """The ```python block of the docs that contains ``needle``, for a test that checks more about it.
+
+    ``homes`` are the pages the example belongs on (``"docs/sklearn.md"``); the
+    README is searched too.  When none of them is in this checkout the test is
+    skipped, naming them; when they are and none shows the example, it fails.
+    """
+    import pytest
+
+    present = [REPO / h for h in homes if (REPO / h).exists()]
+    if homes and not present:
+        pytest.skip(f"{', '.join(homes)} not in this checkout")
+    for path in [REPO / "README.md", *present]:
+        for block in parse(path.read_text(encoding="utf-8"), path.relative_to(REPO).as_posix()):
+            if block.lang == "python" and needle in block.code:
+                return block.code
+    raise AssertionError(f"no python block with {needle!r} in README.md or {', '.join(homes)}")
