@@ -238,3 +238,18 @@ def test_strict_build_fails_on_a_broken_link_and_a_missing_reference(tmp_path):
     done = _build(tmp_path / "mkdocs.yml", tmp_path / "site")
     assert done.returncode != 0
     assert "guide.md" in done.stderr and "nnxp.NoSuchThing" in done.stderr, done.stderr
+
+
+def test_benchmark_files_named_in_the_docs_exist():
+    """Every result file or script of benchmarks/ that its README or docs/speed.md names is there."""
+    named = set()
+    for page in (REPO / "benchmarks" / "README.md", REPO / "docs" / "speed.md"):
+        text = page.read_text()
+        named |= set(re.findall(r"blas-providers[\w{},*-]*\.(?:json|sh)", text))
+        named |= set(re.findall(r"[\w-]+-\d{4}-\d{2}-\d{2}[\w-]*\.jsonl?", text))
+    assert "blas-providers-run.sh" in named and "cpu-quiet-2026-11-23-final.json" in named
+    for name in sorted(named):
+        braces = re.search(r"\{([\w,]+)\}", name)
+        for option in braces.group(1).split(",") if braces else [None]:
+            pattern = name.replace(braces.group(0), option) if braces else name
+            assert list((REPO / "benchmarks").glob(pattern)), f"benchmarks/{pattern} is named but missing"
