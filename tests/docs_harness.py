@@ -346,7 +346,7 @@ class Page:
     def skip_reason(self, block: Block) -> str | None:
         if block.skip:
             return block.skip
-        if block.kind == "shell" and re.search(r"\bmpiexec\b", block.code) and \
+        if block.kind == "shell" and re.search(r"(?:^|[\s;&|(])mpiexec(?:\s|$)", block.code, flags=re.M) and \
                 shutil.which("mpiexec", path=self.env["PATH"]) is None:
             return "needs mpiexec (pip install 'nnxp[mpi]')"
         return None

@@ -174,6 +174,17 @@ def test_python_blocks_share_a_namespace_and_the_scratch_directory(tmp_path):
     assert "expected line 1: '42'" in results[3] and "got: '43'" in results[3]
 
 
+def test_mpiexec_blocks_are_skipped_where_mpiexec_is_missing():
+    block = parse("```bash\nmpiexec -n 2 nnxp train --distributed\n```\n", "p.md")[0]
+    page = Page("p.md", [block])
+    try:
+        page.env["PATH"] = str(page.cwd)  # nothing there
+        assert page.skip_reason(block) == "needs mpiexec (pip install 'nnxp[mpi]')"
+        assert page.skip_reason(parse("```bash\necho mpiexec-free\n```\n", "p.md")[0]) is None
+    finally:
+        page.close()
+
+
 # -- the README's two commands -----------------------------------------------------------------
 
 def test_readme_names_the_ci_test_command():
