@@ -199,6 +199,25 @@ def test_readme_names_the_ci_test_command():
     assert "<!-- test-command -->" in (REPO / "ci" / "run-tests.sh").read_text()
 
 
+@pytest.mark.slow
+def test_readme_train_command_trains_as_promised(tmp_path):
+    """The README's main job after its install step: `nnxp train`, no flags, in a fresh directory.
+
+    (The venv and `pip install .` before it are what CI's own install does.)  About 4 s on 2 cores.
+    """
+    text = (REPO / "README.md").read_text()
+    assert "python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/nnxp train\n" in text
+    done = subprocess.run(["nnxp", "train"], cwd=tmp_path, env=environment(tmp_path), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.splitlines()[-1]
+    m = re.fullmatch(r"test accuracy (\d+\.\d+)% \(loss [\d.]+\) after 20 epochs; "
+                     r"model saved to nnxp-bundled.safetensors", last)
+    assert m, last
+    assert float(m.group(1)) >= 94.0  # the README: 95.3%, the mean of seeds 0-2 (94.6-95.6)
+    assert (tmp_path / "nnxp-bundled.safetensors").exists() and (tmp_path / "nnxp-bundled.ckpt.safetensors").exists()
+
+
 # Pages that other branches add (docs/gpu.md, ...): the README links to them before they exist here.
 PAGES_FROM_OTHER_BRANCHES = {"docs/gpu.md", "docs/sklearn.md", "docs/own-data.md", "docs/files.md",
                              "docs/validation.md", "docs/distributed.md", "docs/text.md", "docs/tokenizer.md"}
