@@ -36,6 +36,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_LANGUAGES = {"bash": "shell", "sh": "shell", "python": "python"}
+# Names that look runnable but are not in the convention: an error, so that no example silently stops running.
+ALIASES = {"shell": "bash", "zsh": "bash", "py": "python", "python3": "python", "pycon": "python"}
 BLOCK_TIMEOUT_S = 180
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w+-]*)[^\n]*$")
@@ -105,6 +107,9 @@ def parse(text: str, page: str = "<page>") -> list[Block]:
         if j == len(lines):
             raise DocsSyntaxError(f"{page}:{i + 1}: code fence never closed")
         block = Block(page=page, line=i + 1, lang=fence.group("lang").lower(), code="\n".join(body) + "\n")
+        if block.lang in ALIASES:
+            raise DocsSyntaxError(f"{page}:{i + 1}: ```{block.lang} is not run: write ```{ALIASES[block.lang]} "
+                                  "(or ```text / ```console for what should not run)")
         _apply(block, directive, blocks, page)
         directive = None
         blocks.append(block)

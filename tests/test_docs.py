@@ -128,6 +128,7 @@ def test_parse_reads_runs_skips_and_expected_outputs():
     ("```bash\ntrue\n```\n<!-- docs-test: expect -->\n```python\nx\n```\n", "must precede a ```text"),
     ("<!-- docs-test: skip x -->\nprose\n```bash\ntrue\n```\n", "right before a code fence"),
     ("```bash\ntrue\n", "never closed"),
+    ("```shell\nnnxp train\n```\n", "```shell is not run: write ```bash"),
 ])
 def test_malformed_markers_are_errors(text, message):
     with pytest.raises(DocsSyntaxError, match=message):
