@@ -219,6 +219,14 @@ def test_readme_train_command_trains_as_promised(tmp_path):
     assert (tmp_path / "nnxp-bundled.safetensors").exists() and (tmp_path / "nnxp-bundled.ckpt.safetensors").exists()
 
 
+def test_readme_stays_short():
+    """A newcomer's README: at most about 200 lines, a tour of at most 20; the rest is the docs site."""
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    tour = [b for b in parse(text, "README.md") if b.lang == "python"]
+    assert len(tour) == 1 and len(tour[0].code.splitlines()) <= 20
+
+
 # Pages that other branches add (docs/gpu.md, ...): the README links to them before they exist here.
 PAGES_FROM_OTHER_BRANCHES = {"docs/gpu.md", "docs/sklearn.md", "docs/own-data.md", "docs/files.md",
                              "docs/validation.md", "docs/distributed.md", "docs/text.md", "docs/tokenizer.md"}
