@@ -69,7 +69,9 @@ class Network:
     dropout : probability of dropping each hidden unit in training (a
         :class:`~nnxp.layers.Dropout` after every hidden layer); 0 for none.
 
-    Other stacks of layers: :meth:`from_layers`.
+    See Also
+    --------
+    from_layers : other stacks of layers.
     """
 
     def __init__(

@@ -136,13 +136,19 @@ def fit(
         averaged over the ranks before each update, and only rank 0 prints.
         Callbacks run on every rank (write files where ``distributed.is_root``).
 
-    Returns the :class:`History` (``history`` extended, if given).
+    Returns
+    -------
+    History
+        the :class:`History` (``history`` extended, if given).
 
-    Raises :class:`~nnxp.errors.DivergenceError` when an epoch diverges (a NaN
-    or infinite loss, parameter or optimizer state, or a loss exploding
-    relative to its start: the rule is in :mod:`nnxp.divergence`), before
-    that epoch's callbacks run, so a checkpoint callback never saves a
-    diverged network; the network then holds the diverged weights.
+    Raises
+    ------
+    DivergenceError
+        when an epoch diverges (a NaN
+        or infinite loss, parameter or optimizer state, or a loss exploding
+        relative to its start: the rule is in :mod:`nnxp.divergence`), before
+        that epoch's callbacks run, so a checkpoint callback never saves a
+        diverged network; the network then holds the diverged weights.
     """
     epochs, batch_size = positive_int("epochs", epochs), positive_int("batch_size", batch_size)
     initial_epoch = nonnegative_int("initial_epoch", initial_epoch)

@@ -55,4 +55,6 @@ def test_pip_install_dot_covers_predict_and_the_hints_name_their_extra():
     table = table[:table.index("\n\n")]
     for command, extra in (("nnxp plot", "plot"), ("nnxp export", "onnx")):
         row = next(line for line in table.splitlines() if line.startswith(f"| `{command}"))
-        assert install_hint(extra) in row, row
+        assert f"`pip install 'nnxp[{extra}]'`" in row, row  # the command alone in the code span
+        assert install_hint(extra).startswith(f"pip install 'nnxp[{extra}]' (in a clone: ")
+    assert "In a clone, install an extra with `pip install '.[plot]'`" in readme

@@ -148,12 +148,10 @@ def test_one_class_is_a_clear_error():
 
 
 def test_readme_example_runs(digits):
-    import re
-    from pathlib import Path
+    from docs_harness import example_block
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "MLPClassifier" in b]
+    block = example_block("MLPClassifier", "docs/sklearn.md")
     x_train, x_test, y_train, y_test = digits
     namespace = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-    exec(compile(block, "README.md", "exec"), namespace)
+    exec(compile(block, "docs/sklearn.md", "exec"), namespace)
     assert namespace["model"].score(x_test, y_test) > 0.93

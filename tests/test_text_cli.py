@@ -122,10 +122,10 @@ def test_too_many_merges_unknown_token_and_wrong_model_file(capsys, tmp_path, co
 
 def test_readme_text_example_runs_and_prints_what_it_says(tmp_path, monkeypatch, capsys):
     import re
-    from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "nnxp.text" in b)
+    from docs_harness import example_block
+
+    block = example_block("vocabulary_lines", "docs/tokenizer.md", "docs/text.md")
     monkeypatch.chdir(tmp_path)
     exec(compile(block, "README.md", "exec"), {})
     promised = re.search(r"print\(result\.vocabulary_lines\(\)\[:3\]\)\s+# (.*)", block).group(1)

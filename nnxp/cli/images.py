@@ -81,9 +81,11 @@ def add_commands(commands: Any) -> None:
 
     p = commands.add_parser(
         "plot", help="plot the loss and accuracy curves of a training run",
-        description="Plot loss and accuracy per epoch (train and test) from the JSON-lines file "
-                    f"nnxp train --metrics writes. Needs matplotlib: {INSTALL_PLOT}.")
-    p.add_argument("metrics", type=Path, metavar="METRICS", help="the file nnxp train --metrics wrote")
+        description="Plot loss and accuracy per epoch (training, and validation or test where the run "
+                    "recorded them) from the JSON-lines file nnxp train --metrics writes, or from a model "
+                    f"or checkpoint nnxp train wrote. Needs matplotlib: {INSTALL_PLOT}.")
+    p.add_argument("metrics", type=Path, metavar="METRICS",
+                   help="the file nnxp train --metrics wrote, or a model or checkpoint file of nnxp train")
     p.add_argument("-o", "--output", type=Path, metavar="PATH",
                    help="image to write: .png, .svg or .pdf (default: METRICS with suffix .png)")
     p.set_defaults(func=cmd_plot)

@@ -217,7 +217,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             metrics.close()
     best = min(history["perplexity"])
     verdict = "beats" if best < run.bigram_perplexity else "does NOT beat"
-    print(f"held-out perplexity {history.last['perplexity']:.1f} after {len(history)} epochs (best {best:.1f}) "
+    epochs = f"{len(history)} {'epoch' if len(history) == 1 else 'epochs'}"
+    print(f"held-out perplexity {history.last['perplexity']:.1f} after {epochs} (best {best:.1f}) "
           f"{verdict} the bigram's {run.bigram_perplexity:.1f}; model and checkpoint in {save_path}")
     # Neighbours of the most frequent longer tokens.
     counts = Counter(stream.tolist())

@@ -302,8 +302,9 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
     weights = (f" (the weights of epoch {stopper.best_epoch})"
                if stopper is not None and stopper.restored else "")
     if root:
+        done = int(history.last['epoch'])
         print(f"test accuracy {100 * scores['accuracy']:.2f}% (loss {scores['loss']:.4f}) after "
-              f"{int(history.last['epoch'])} epochs{weights}{where}")
+              f"{done} {'epoch' if done == 1 else 'epochs'}{weights}{where}")
     return 0
 
 

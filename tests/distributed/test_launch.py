@@ -85,10 +85,9 @@ def test_command_on_two_ranks_matches_one_process_and_resumes_on_any_n(mpiexec, 
 
 
 def test_readme_example_runs_on_two_ranks(mpiexec, tmp_path):
-    import re
+    from docs_harness import example_block
 
-    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
-    example = next(b for b in blocks if "nnxp.distributed" in b)
+    example = example_block("nnxp.distributed", "docs/distributed.md")
     script = tmp_path / "train_dp.py"
     script.write_text(example)
     done = mpiexec([sys.executable, str(script)], n=2, cwd=tmp_path)
