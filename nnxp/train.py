@@ -63,6 +63,11 @@ class Callback:
                      history: History) -> None:
         pass
 
+    def summary(self) -> str | None:
+        """A line :func:`fit` prints after the last epoch when verbose (e.g. why training
+        stopped early); None for none."""
+        return None
+
 
 def fit(
     net: Trainable,
@@ -121,7 +126,9 @@ def fit(
         (:class:`Callback`, :class:`~nnxp.callbacks.EarlyStopping`, ...), called
         in order after each epoch, before its line is printed (so they may add
         values to ``record``); one that sets ``net.stop_training = True`` ends
-        training after that epoch.
+        training after that epoch.  When verbose, the line a callback's
+        ``summary()`` returns is printed at the end (EarlyStopping: the epoch it
+        stopped after and the best epoch, whose weights are restored).
     cuda_graphs : on CuPy, replay each full-batch step as a CUDA graph (the fused
         step; ``NNXP_CUDA_GRAPHS=0`` also turns this off).
     blas : NumPy only: the BLAS library for the products, ``"auto"`` (calibrated
@@ -236,6 +243,11 @@ def fit(
                 out(format_record(record, epochs, _run_eta(run_started, epoch + 1 - initial_epoch, left)))
             if net.stop_training:
                 break
+    if verbose:  # e.g. EarlyStopping: the epoch it stopped after, and the weights kept
+        for callback in callbacks:
+            line = getattr(callback, "summary", lambda: None)()
+            if line:
+                out(line)
     return history
 
 

@@ -288,13 +288,8 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
         kept = (f"; the last good checkpoint is {good}" if good is not None
                 else "; no checkpoint was written (it diverged in the first epoch)")
         raise DivergenceError(f"{exc}{kept}") from None
-    if stopper is not None and stopper.stopped_epoch and root:
-        restored = (f"; the weights of epoch {stopper.best_epoch} (lowest validation loss) are kept"
-                    if stopper.restored else
-                    f"; the best epoch, {stopper.best_epoch}, came before --resume: the last weights are "
-                    "kept (--save-best keeps the best)")
-        print(f"stopped early after epoch {stopper.stopped_epoch}: no better validation loss for "
-              f"{args.patience} epochs{restored}")
+    if stopper is not None and stopper.stopped_epoch and root and not verbose:  # verbose: fit said it
+        print(stopper.summary())
     if save_path is not None and root:
         save_trained_model(save_path, net, history, settings)
     scores = evaluate(net, x_test, data.test_labels)  # the test split, once
