@@ -171,6 +171,8 @@ def test_predict_never_writes_over_an_input(capsys, tmp_path, csv_files):
     before = data.read_bytes()
     code, _, err = run_cli(capsys, "predict", model, "--data", data, "--output", data, "--device", "cpu")
     assert code == 2 and "--output" in one_line_error(err) and "an input" in err
+    code, _, err = run_cli(capsys, "train", "--data", data, "--target", "label", "--save", data, *FAST)
+    assert code == 2 and f"--save {data} is also --data (an input)" in one_line_error(err)
     assert data.read_bytes() == before
 
 
@@ -278,3 +280,18 @@ def test_damaged_table_metadata_is_one_error_line(capsys, tmp_path, csv_files):
         code, _, err = run_cli(capsys, "predict", damaged, "--data", data, "--device", "cpu")
         assert code == 2 and message in one_line_error(err), err
     assert json.dumps(meta["table"])  # what is stored is plain JSON
+
+
+def test_csv_reading_follows_the_csv_module_and_caps_the_size(tmp_path):
+    from nnxp.data.table import read_table
+    from nnxp.errors import DataError
+
+    data = tmp_path / "t.csv"
+    # A byte-order mark, quoted text with a comma, spaces around cells, a blank line.
+    data.write_bytes('\ufeffa, b ,label\n1, 2.5e1,"red, dark"\n\n-3,4,blue\n'.encode("utf-8"))
+    t = read_table(data, "label")
+    assert t.columns == ["a", "b"] and t.target == "label"
+    np.testing.assert_array_equal(t.x, [[1.0, 25.0], [-3.0, 4.0]])
+    assert list(t.y) == ["red, dark", "blue"] and t.where(1) == "line 4"
+    with pytest.raises(DataError, match=r"t\.csv: 47 bytes is over the 10 bytes a table may have"):
+        read_table(data, "label", max_bytes=10)

@@ -336,7 +336,7 @@ def _output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     same_as_resume = ckpt_path is not None and args.resume is not None and ckpt_path == args.resume
     outputs = {"--save": save_path, "--checkpoint": None if same_as_resume else ckpt_path,
                "--metrics": args.metrics, "--save-best": args.save_best}
-    check_distinct(outputs, {"--resume": args.resume})
+    check_distinct(outputs, {"--resume": args.resume, "--data": args.data})
     for path in (save_path, ckpt_path, args.metrics, args.save_best):
         check_writable(path)
     return save_path, ckpt_path

@@ -38,8 +38,8 @@ from ..errors import ConfigError, DataError
 
 __all__ = ["MAX_TABLE_BYTES", "TABLE_SUFFIXES", "Table", "numeric_column", "read_file_bytes", "read_table"]
 
-#: The largest table file read (bytes): 1 GiB.  A CSV is parsed in memory, several times its size.
-MAX_TABLE_BYTES = 1 << 30
+#: The largest table file read (bytes): 256 MiB.  It is parsed in memory: a CSV takes several times its size.
+MAX_TABLE_BYTES = 256 << 20
 TABLE_SUFFIXES = (".csv", ".npz", ".parquet")
 _PARQUET_HINT = "pip install 'nnxp[parquet]' (in a clone: pip install '.[parquet]')"
 
@@ -74,8 +74,8 @@ def read_file_bytes(path: str | os.PathLike, max_bytes: int = MAX_TABLE_BYTES) -
             raise DataError(f"{path}: {kind}; give a table file (.csv, .npz or .parquet)")
         size = os.stat(path).st_size
         if size > max_bytes:
-            raise DataError(f"{path}: {size / 2**20:,.0f} MiB is over the {max_bytes / 2**20:,.0f} MiB a table "
-                            "may have; use a sample of the rows, or the library (nnxp.Network.fit) for more")
+            raise DataError(f"{path}: {_size(size)} is over the {_size(max_bytes)} a table may have; use a "
+                            "sample of the rows, or the library (nnxp.Network.fit) for more")
         with open(path, "rb") as f:
             data = f.read(max_bytes + 1)
     except FileNotFoundError:
@@ -83,8 +83,12 @@ def read_file_bytes(path: str | os.PathLike, max_bytes: int = MAX_TABLE_BYTES) -
     except OSError as exc:
         raise DataError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     if len(data) > max_bytes:  # it grew while being read
-        raise DataError(f"{path}: over the {max_bytes / 2**20:,.0f} MiB a table may have; use a sample of the rows")
+        raise DataError(f"{path}: over the {_size(max_bytes)} a table may have; use a sample of the rows")
     return data
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB" if n >= 2**20 else f"{n:,} bytes"
 
 
 def read_table(path: str | os.PathLike, target: str | None = None, *, columns: Sequence[str] | None = None,
