@@ -14,11 +14,14 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import nnxp
 from nnxp.serialization import read_arrays, write_arrays
 
 from conftest import one_line_error, run_cli
+from test_fuzz import fuzz
 
 FAST = ("--device", "cpu", "--hidden", "8", "--batch-size", "16", "-q")
 
@@ -295,3 +298,26 @@ def test_csv_reading_follows_the_csv_module_and_caps_the_size(tmp_path):
     assert list(t.y) == ["red, dark", "blue"] and t.where(1) == "line 4"
     with pytest.raises(DataError, match=r"t\.csv: 47 bytes is over the 10 bytes a table may have"):
         read_table(data, "label", max_bytes=10)
+
+
+_CELLS = st.sampled_from(["1", "-2.5", "1e3", "0", "", " ", "nan", "inf", "-inf", "x", "yes", "no", '"a,b"', "3.7",
+                          "1e999", "٣", "NaN", "0x10", "2"])
+
+
+@fuzz(30)
+@given(header=st.lists(st.sampled_from(["a", "b", "label", "", "a "]), min_size=1, max_size=4),
+       rows=st.lists(st.lists(_CELLS, min_size=0, max_size=5), max_size=8),
+       task=st.sampled_from(["classification", "regression"]))
+def test_random_tables_train_or_fail_in_one_line(capsys, tmp_path_factory, header, rows, task):
+    # Whatever the table holds: a model, or one error line and exit 2; the table unchanged; no traceback.
+    directory = tmp_path_factory.mktemp("table")
+    data, model = directory / "t.csv", directory / "m.safetensors"
+    data.write_text("\n".join(",".join(row) for row in [header, *rows]) + "\n", encoding="utf-8")
+    before = data.read_bytes()
+    code, out, err = run_cli(capsys, "train", "--data", data, "--target", "label", "--task", task, "--epochs", "1",
+                             "--save", model, *FAST)
+    assert data.read_bytes() == before
+    if code == 0:
+        assert model.exists() and out.startswith("training (no --val-split) ")
+    else:
+        assert code == 2 and one_line_error(err).startswith(f"nnxp: error: {data}: ") and not model.exists()
