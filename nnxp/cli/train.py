@@ -1,9 +1,11 @@
-"""``nnxp train``: train a digit recogniser, checkpointing after every epoch; ``--resume``.
+"""``nnxp train``: train on digit images, or on your own table (``--data``, :mod:`.table`),
+checkpointing after every epoch; ``--resume``.
 
 Model selection never looks at the test split: ``--val-split`` holds out a
 stratified part of the training data, whose loss and accuracy the epoch lines
 show and ``--patience`` / ``--save-best`` watch; the test split is evaluated
-once, at the end (every epoch with ``--eval-test-every-epoch``).  ``--save``
+once, at the end (every epoch with ``--eval-test-every-epoch``); a table has no
+test split, and its run ends with the validation rows' scores.  ``--save``
 writes the model (weights and config, and the run's history and settings);
 ``--checkpoint`` adds the optimizer state and is rewritten after every epoch,
 so ``--resume`` can continue a run killed at any moment.
