@@ -96,11 +96,13 @@ def test_regressor_reports_r2_and_rmse_of_its_predictions(capsys, tmp_path, csv_
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
     x, _, value, _, data = csv_files
-    model, out_file = tmp_path / "r.safetensors", tmp_path / "p.csv"
+    model, out_file, best = tmp_path / "r.safetensors", tmp_path / "p.csv", tmp_path / "best.safetensors"
     code, out, err = run_cli(capsys, "train", "--data", data, "--target", "price", "--task", "regression",
-                             "--epochs", "30", "--lr", "0.02", "--val-split", "0.25", "--save", model, *FAST)
+                             "--epochs", "30", "--lr", "0.02", "--val-split", "0.25", "--save", model,
+                             "--save-best", best, *FAST)
     assert code == 0, err
     assert out.startswith("validation R² ") and ", RMSE " in out
+    assert read_arrays(best)[1]["table"] == read_arrays(model)[1]["table"]  # the best model reads tables too
     net = nnxp.load(model, device="cpu")
     assert net.output.name == "identity" and net.loss.name == "squared_error" and net.sizes[-1] == 1
     spec = read_arrays(model)[1]["table"]
