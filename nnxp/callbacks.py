@@ -92,6 +92,23 @@ class EarlyStopping(Callback):
     def best(self) -> float:
         return self._monitor.best
 
+    def summary(self) -> str | None:
+        """After an early stop, one line: the epoch it stopped after and the weights kept
+        (``fit`` prints it when verbose); None when training ran to the end."""
+        if not self.stopped_epoch:
+            return None
+        monitor = self._monitor.monitor
+        what = {"val_loss": "validation loss", "val_accuracy": "validation accuracy"}.get(monitor, monitor)
+        if self.restored:
+            kept = (f"the weights of epoch {self.best_epoch} "
+                    f"({'highest' if self._monitor.higher else 'lowest'} {what}) are kept")
+        elif self.restore_best_weights and self.best_epoch:
+            kept = (f"the best epoch, {self.best_epoch}, came before this run resumed: the last weights are "
+                    "kept (SaveBest, nnxp train --save-best, keeps the best)")
+        else:
+            kept = "the last weights are kept (restore_best_weights=False)"
+        return f"stopped early after epoch {self.stopped_epoch}: no better {what} for {self.patience} epochs; {kept}"
+
     def on_epoch_end(self, net: Any, optimizer: Any, record: dict[str, float], history: History) -> None:
         if self._monitor.improved(record):
             self.wait = 0

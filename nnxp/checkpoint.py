@@ -64,10 +64,12 @@ def save_checkpoint(path: str | os.PathLike, net: Network, optimizer: Optimizer,
 
 
 def save_trained_model(path: str | os.PathLike, net: Network, history: History,
-                       settings: dict[str, Any] | None = None) -> None:
+                       settings: dict[str, Any] | None = None,
+                       extra_metadata: dict[str, Any] | None = None) -> None:
     """A model file (weights and config, no optimizer state) that also records how it was
-    trained: the history and settings (dataset, ...), for ``nnxp plot`` and dataset checks."""
-    save(net, path, extra_metadata={"training": _training(history, settings)})
+    trained: the history and settings (dataset, ...), for ``nnxp plot`` and dataset checks;
+    ``extra_metadata`` (JSON-able) beside them (a table's scaling and classes, for example)."""
+    save(net, path, extra_metadata={**(extra_metadata or {}), "training": _training(history, settings)})
 
 
 def read_training(path: str | os.PathLike) -> dict[str, Any]:

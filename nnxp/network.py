@@ -20,7 +20,7 @@ output activation), and walks them backwards.  The cost is a batch mean (see
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -33,8 +33,10 @@ from .init import check_seed, initial_parameters, resolve_init
 from .kernels.reference import ArrayAPIOps
 from .layers import Dense, Dropout, Layer, Run, layer_from_config
 from .losses import Loss, get_loss
+from .optim import Optimizer
 from .serialization import checked_model, read_arrays
 from .serialization import save as save_model
+from .train import Callback, History
 from .train import evaluate as evaluate_network
 from .train import fit as fit_network
 
@@ -143,6 +145,7 @@ class Network:
                                   f"({after!r}) takes {after.in_features}")
         self.layers = layers
         self.loss = _resolve_loss(loss, self.output)
+        self.stop_training = False  # a fit callback sets it to end training (nnxp.trainable)
 
     # -- description ------------------------------------------------------------
     @property
@@ -359,9 +362,41 @@ class Network:
             return validation.targets(self, y, n, name)
 
     # -- Keras-style conveniences (nnxp.train does the work) ------------------------
-    def fit(self, x: Any, y: Any, **kwargs: Any):
-        """Train on (x, y); see :func:`nnxp.train.fit` for the options. Returns a History."""
-        return fit_network(self, x, y, **kwargs)
+    def fit(
+        self,
+        x: Any,
+        y: Any,
+        *,
+        epochs: int = 20,
+        batch_size: int = 32,
+        optimizer: str | Optimizer = "adam",
+        lr: float | None = None,
+        schedule: str = "constant",
+        validation_data: tuple[Any, Any] | None = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        seed: int = 0,
+        initial_epoch: int = 0,
+        history: History | None = None,
+        callbacks: Iterable[Callback] = (),
+        verbose: int = 1,
+        progress: bool | None = None,
+        fast: bool = True,
+        threads: int | str | None = None,
+        cuda_graphs: bool = True,
+        blas: str | None = None,
+        out: Callable[[str], None] | None = None,
+        distributed: Any = None,
+    ) -> History:
+        """Train on ``x`` (N, n_0), one sample per row, and ``y`` ((N,) class labels or (N, n_L)
+        targets); returns the :class:`~nnxp.train.History`.  The options are
+        :func:`nnxp.train.fit`'s, which documents them (this signature is tested to match it)."""
+        return fit_network(self, x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                           schedule=schedule, validation_data=validation_data,
+                           validation_split=validation_split, shuffle=shuffle, seed=seed,
+                           initial_epoch=initial_epoch, history=history, callbacks=callbacks,
+                           verbose=verbose, progress=progress, fast=fast, threads=threads,
+                           cuda_graphs=cuda_graphs, blas=blas, out=out, distributed=distributed)
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 4096) -> dict[str, float]:
         """{"loss": batch-mean cost, "accuracy": fraction correct} over all of (x, y)."""

@@ -20,7 +20,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -31,10 +31,8 @@ from .kernels import ArrayAPIOps, EpochTotals, ops_for
 from .optim import Optimizer, _positive, get_optimizer
 from .split import stratified_split
 from .threads import thread_limit
+from .trainable import Trainable
 from .validation import count_correct, nonnegative_int, positive_int
-
-if TYPE_CHECKING:
-    from .network import Network
 
 __all__ = ["fit", "evaluate", "History", "Callback", "count_correct", "SCHEDULES"]
 
@@ -61,13 +59,18 @@ class History:
 class Callback:
     """Hooks called by :func:`fit`; subclass and override what you need."""
 
-    def on_epoch_end(self, net: Network, optimizer: Optimizer, record: dict[str, float],
+    def on_epoch_end(self, net: Trainable, optimizer: Optimizer, record: dict[str, float],
                      history: History) -> None:
         pass
 
+    def summary(self) -> str | None:
+        """A line :func:`fit` prints after the last epoch when verbose (e.g. why training
+        stopped early); None for none."""
+        return None
+
 
 def fit(
-    net: Network,
+    net: Trainable,
     x: Any,
     y: Any,
     *,
@@ -123,7 +126,9 @@ def fit(
         (:class:`Callback`, :class:`~nnxp.callbacks.EarlyStopping`, ...), called
         in order after each epoch, before its line is printed (so they may add
         values to ``record``); one that sets ``net.stop_training = True`` ends
-        training after that epoch.
+        training after that epoch.  When verbose, the line a callback's
+        ``summary()`` returns is printed at the end (EarlyStopping: the epoch it
+        stopped after and the best epoch, whose weights are restored).
     cuda_graphs : on CuPy, replay each full-batch step as a CUDA graph (the fused
         step; ``NNXP_CUDA_GRAPHS=0`` also turns this off).
     blas : NumPy only: the BLAS library for the products, ``"auto"`` (calibrated
@@ -244,10 +249,15 @@ def fit(
                 out(format_record(record, epochs, _run_eta(run_started, epoch + 1 - initial_epoch, left)))
             if net.stop_training:
                 break
+    if verbose:  # e.g. EarlyStopping: the epoch it stopped after, and the weights kept
+        for callback in callbacks:
+            line = getattr(callback, "summary", lambda: None)()
+            if line:
+                out(line)
     return history
 
 
-def _hold_out(net: Network, x: Any, y: Any, fraction: float, seed: int) -> tuple[Any, Any, tuple[Any, Any]]:
+def _hold_out(net: Trainable, x: Any, y: Any, fraction: float, seed: int) -> tuple[Any, Any, tuple[Any, Any]]:
     """(x_train, y_train, (x_val, y_val)): a stratified ``fraction`` of (x, y) held out.
 
     Classes are read from the targets once (argmax, or >= 0.5 for one
@@ -267,7 +277,7 @@ SCHEDULES: dict[str, Callable[[int, int], float]] = {
 }
 
 
-def evaluate(net: Network, x: Any, y: Any, batch_size: int = 4096,
+def evaluate(net: Trainable, x: Any, y: Any, batch_size: int = 4096,
              ops: ArrayAPIOps | None = None) -> dict[str, float]:
     """{"loss": mean cost, "accuracy": fraction correct} over all of (x, y).
 
@@ -280,7 +290,7 @@ def evaluate(net: Network, x: Any, y: Any, batch_size: int = 4096,
         return _evaluate_on_device(net, x, y, batch_size, ops)
 
 
-def _evaluate_on_device(net: Network, x: Any, y: Any, batch_size: int = 4096,
+def _evaluate_on_device(net: Trainable, x: Any, y: Any, batch_size: int = 4096,
                         ops: ArrayAPIOps | None = None, prefix: str = "") -> dict[str, float]:
     """:func:`evaluate` for inputs and targets already checked and on the device."""
     n = x.shape[0]
@@ -299,7 +309,7 @@ def _evaluate_on_device(net: Network, x: Any, y: Any, batch_size: int = 4096,
     return {prefix + "loss": float(loss_sum) / n, prefix + "accuracy": int(correct) / n}
 
 
-def _materialise(backend: Any, net: Network, optimizer: Optimizer, *others: Any) -> list[Any]:
+def _materialise(backend: Any, net: Trainable, optimizer: Optimizer, *others: Any) -> list[Any]:
     """Compute a lazy backend's pending work for the parameters, optimizer state and ``others``."""
     params = net.parameters()
     names = list(optimizer.state)

@@ -248,3 +248,35 @@ def test_quick_waits_a_few_seconds_at_most(monkeypatch):
         with pytest.raises(SystemExit):
             nnxp.cli.main(["bench", *argv])
         assert seen["max_wait_s"] == wait
+
+
+def test_quick_times_the_readmes_headline_case(monkeypatch):
+    import nnxp.cli.bench
+
+    seen = {}
+
+    def fake_run(sizes, batches, **kwargs):
+        seen.update(sizes=sizes, batches=batches)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(nnxp.cli.bench, "run_step_bench", fake_run)
+    with pytest.raises(SystemExit):
+        nnxp.cli.main(["bench", "--quick"])
+    assert seen == {"sizes": [[784, 256, 10]], "batches": [128]}  # README's first row, and the targets' case
+    assert bench.TARGETS["sizes"] == [784, 256, 10] and bench.TARGETS["batch"] == 128
+
+
+def test_without_pytorch_one_note_says_how_to_install_its_cpu_build(monkeypatch, capsys):
+    from nnxp.bench.contenders import TORCH_CPU_INSTALL
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    args = ["--sizes", "20-8-10", "--batches", "8", "--repeats", "3", "--min-sample-ms", "1", "--warmup-ms", "2",
+            "--settle-ms", "0", "--max-wait", "0"]
+    assert nnxp.cli.main(["bench", *args]) == 0
+    out = capsys.readouterr().out
+    assert TORCH_CPU_INSTALL == "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+    notes = [line for line in out.splitlines() if line.startswith("note:")]
+    assert [n for n in notes if "PyTorch" in n] == [
+        f"note: PyTorch not timed: PyTorch is not installed; its CPU build: {TORCH_CPU_INSTALL}"]
+    assert "torch-sgd / nnxp-sgd at 784-256-10 batch 128: - (target >= 1.3): not measured: PyTorch was not " \
+           "timed (see the note)" in out

@@ -56,6 +56,25 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_epoch(backend
         np.testing.assert_array_equal(b, b_ref)
 
 
+def test_verbose_fit_says_where_it_stopped_early_and_which_epoch_it_kept():
+    x, y = noisy_blobs()
+    lines: list[str] = []
+    stopper = EarlyStopping(patience=2)
+    history = make_net("numpy").fit(x, y, epochs=30, batch_size=45, lr=0.05, validation_split=0.25, seed=0,
+                                    callbacks=[stopper], verbose=1, progress=False, out=lines.append)
+    val = history["val_loss"]
+    best = int(np.argmin(val)) + 1
+    assert stopper.stopped_epoch == len(history) < 30
+    assert lines[:-1] == [line for line in lines if line.startswith("epoch")] and len(lines) == len(history) + 1
+    assert lines[-1] == (f"stopped early after epoch {len(history)}: no better validation loss for 2 epochs; "
+                         f"the weights of epoch {best} (lowest validation loss) are kept")
+    # Quiet, or run to the end: no such line.
+    quiet: list[str] = []
+    make_net("numpy").fit(x, y, epochs=2, batch_size=45, lr=0.05, validation_split=0.25, seed=0,
+                          callbacks=[EarlyStopping(patience=2)], verbose=1, progress=False, out=quiet.append)
+    assert len(quiet) == 2 and all(line.startswith("epoch") for line in quiet)
+
+
 def test_a_callback_can_stop_training():
     class StopAtTwo(nnxp.Callback):
         def on_epoch_end(self, net, optimizer, record, history):

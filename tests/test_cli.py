@@ -307,7 +307,9 @@ def test_plot_reads_a_checkpoints_history(capsys, tmp_path, trained):
         assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "images", "plot", "export", "bench"])
-def test_every_command_takes_threads(capsys, command):
-    code, out, _ = run_cli(capsys, command, "--help")
-    assert code == 0 and "--threads" in out
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "images", "bench", "text train",
+                                     "text neighbours", "plot", "export", "text vocab"])
+def test_threads_only_on_commands_with_matrix_products(capsys, command):
+    products = command not in ("plot", "export", "text vocab")
+    code, out, _ = run_cli(capsys, *command.split(), "--help")
+    assert code == 0 and ("--threads" in out) == products

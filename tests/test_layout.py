@@ -2,7 +2,8 @@
 
 The import graph is read from the source with :mod:`ast` (nothing is imported).
 Every import counts, those inside functions included (a lazy import that
-closes a loop is still a cycle), except those under ``if TYPE_CHECKING:``.
+closes a loop is still a cycle) and those under ``if TYPE_CHECKING:`` (a cycle
+of annotations is still a cycle: give the lower module a Protocol instead).
 """
 
 from __future__ import annotations
@@ -27,21 +28,15 @@ def module_names(root: Path) -> dict[str, Path]:
     return out
 
 
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
 def _import_nodes(body: list[ast.stmt], in_functions: bool):
-    """The Import/ImportFrom statements of ``body`` that run on import (all of them if ``in_functions``)."""
+    """The Import/ImportFrom statements of ``body`` that run on import, or are there for the type
+    checker (``if TYPE_CHECKING:``); those inside functions too if ``in_functions``."""
     for node in body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             yield node
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             if in_functions:
                 yield from _import_nodes(node.body, in_functions)
-        elif isinstance(node, ast.If) and _is_type_checking(node.test):
-            continue
         else:
             for field in ("body", "orelse", "finalbody", "handlers", "cases"):
                 inner = getattr(node, field, None)
@@ -167,7 +162,7 @@ def test_graph_resolves_relative_imports_and_finds_a_cycle(tmp_path):
     assert find_cycles(import_graph(pkg, in_functions=True)) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
 
 
-def test_graph_ignores_type_checking_imports_and_runs_parent_packages(tmp_path):
+def test_graph_counts_type_checking_imports_and_runs_parent_packages(tmp_path):
     pkg = _write_package(tmp_path, {
         "__init__.py": "",
         "a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import X\n",
@@ -177,6 +172,6 @@ def test_graph_ignores_type_checking_imports_and_runs_parent_packages(tmp_path):
         "user.py": "from .lib.core import g\n",
     })
     graph = import_graph(pkg)
-    assert graph["pkg.a"] == set() and graph["pkg.b"] == {"pkg.a"}
+    assert graph["pkg.a"] == {"pkg.b"} and graph["pkg.b"] == {"pkg.a"}  # a type-only import is an edge
     assert graph["pkg.user"] == {"pkg.lib", "pkg.lib.core"}  # importing lib.core runs lib/__init__ first
-    assert find_cycles(graph) == [["pkg.lib", "pkg.lib.core", "pkg.user"]]
+    assert find_cycles(graph) == [["pkg.a", "pkg.b"], ["pkg.lib", "pkg.lib.core", "pkg.user"]]

@@ -84,7 +84,7 @@ def test_export_command(capsys, tmp_path):
     net = nnxp.Network([784, 32, 10], device="cpu", seed=2, dtype="float64")
     model, out = tmp_path / "m.safetensors", tmp_path / "m.onnx"
     net.save(model)
-    code, printed, _ = run_cli(capsys, "export", model, out, "--threads", "1")
+    code, printed, _ = run_cli(capsys, "export", model, out)
     assert code == 0 and printed == f"wrote {out} (784-32-10, float64, ONNX opset 17)\n"
     x = image_inputs(load_dataset("bundled").test_images).astype(np.float64)
     np.testing.assert_allclose(run_onnx(out, x), host(net.predict(x)), atol=1e-12)

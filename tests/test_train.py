@@ -202,3 +202,39 @@ def test_progress_bar_comes_from_tqdm_auto(monkeypatch):
     x, y = blobs()
     nnxp.Network([4, 8, 3], device="cpu").fit(x, y, epochs=2, out=lambda line: None, progress=True)
     assert made[0] == "epoch 1/2" and made[1].startswith("epoch 2/2 (run ETA ")
+
+
+def test_network_fit_shows_the_signature_of_train_fit():
+    # help(Network.fit) and IDEs see every option, not **kwargs; a new option of
+    # nnxp.train.fit that Network.fit does not pass on fails here.
+    import inspect
+
+    from nnxp.train import fit
+
+    method = list(inspect.signature(nnxp.Network.fit).parameters.values())
+    function = list(inspect.signature(fit).parameters.values())
+    assert [p.name for p in method[:3]] == ["self", "x", "y"]
+    assert not any(p.kind is p.VAR_KEYWORD for p in method)
+    assert [(p.name, p.kind, p.default, p.annotation) for p in method[1:]] == \
+           [(p.name, p.kind, p.default, p.annotation) for p in function[1:]]
+    assert inspect.signature(nnxp.Network.fit).return_annotation == "History"
+
+
+def test_network_fit_passes_every_option_on(monkeypatch):
+    import inspect
+
+    import nnxp.network
+
+    seen = {}
+    monkeypatch.setattr(nnxp.network, "fit_network", lambda net, x, y, **kw: seen.update(kw))
+    names = [p for p in inspect.signature(nnxp.Network.fit).parameters if p not in ("self", "x", "y")]
+    values = {name: object() for name in names}  # a distinct value per option
+    nnxp.Network([2, 2]).fit(None, None, **values)
+    assert seen == values
+
+
+def test_network_is_a_trainable():
+    from nnxp.trainable import Trainable
+
+    assert isinstance(nnxp.Network([3, 4, 2]), Trainable)
+    assert not isinstance(object(), Trainable)

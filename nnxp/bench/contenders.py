@@ -351,12 +351,16 @@ class TorchGemmFloor(Contender):
             self.torch.cuda.synchronize(self.device)
 
 
+#: PyTorch's own install line for its CPU build (pytorch.org, "Get Started": pip, CPU).
+TORCH_CPU_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+
+
 def torch_usable(device: str) -> str:
-    """'' when PyTorch can run on ``device``, else why not."""
+    """'' when PyTorch can run on ``device``, else why not (with the install line when it is missing)."""
     try:
         import torch
     except ImportError:
-        return "PyTorch is not installed"
+        return f"PyTorch is not installed; its CPU build: {TORCH_CPU_INSTALL}"
     if device != "cpu" and not torch.cuda.is_available():
         return "PyTorch has no CUDA here"
     return ""
@@ -397,13 +401,13 @@ def build_contenders(sizes: Sequence[int], batch: int, names: Sequence[str], dev
             out.append(GemmFloor(sizes, batches, xp))
         elif name == "torch-gemm-floor":
             if why_no_torch:
-                note(notes, f"{name} skipped: {why_no_torch}")
+                note(notes, f"PyTorch not timed: {why_no_torch}")  # one note for all its contenders
                 continue
             out.append(TorchGemmFloor(sizes, batches, torch_device))
         elif name.startswith("torch-"):
             graph = name.endswith("-graph")
             if why_no_torch:
-                note(notes, f"{name} skipped: {why_no_torch}")
+                note(notes, f"PyTorch not timed: {why_no_torch}")
                 continue
             if graph and not gpu:
                 continue  # CUDA graphs exist only on a GPU

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..bench import CONTENDERS
 from .._files import check_regular_target
@@ -157,36 +158,29 @@ def _same_file(a: Path, b: Path) -> bool:
 
 # -- shared arguments ------------------------------------------------------------------------
 
-def add_threads_argument(p: argparse.ArgumentParser) -> None:
+# Each takes a parser or an argument group (``parser.add_argument_group(...)``).
+
+def add_threads_argument(p: Any, default: str = "the BLAS's own count") -> None:
     p.add_argument("--threads", type=thread_count, default=None, metavar="N",
-                   help="CPU threads for the matrix products (BLAS and PyTorch); auto: one thread "
-                        "for small products, else the cores idle now (see nnxp.threads). "
-                        "Default: auto for train, the BLAS's own count otherwise")
+                   help=f"CPU threads for matrix products (default: {default})")
 
 
-def add_device_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,cuda:N}",
-                   help="where to compute: auto (CUDA if CuPy sees a GPU, else CPU), cpu, cuda, "
-                        "cuda:N (default: auto)")
+def add_device_argument(p: Any) -> None:
+    p.add_argument("--device", default="auto", metavar="NAME",
+                   help="auto (a GPU if any), cpu, cuda, cuda:N (default: auto)")
 
 
-def add_blas_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--blas", type=blas_choice, default="auto", metavar="{auto,openblas,mkl}",
-                   help="CPU only: the BLAS for the matrix products: auto (a short timing on the step's "
-                        "shapes at first use, cached per machine; openblas when MKL is not installed), "
-                        "openblas (NumPy's own), mkl (pip install 'nnxp[mkl]') (default: auto)")
+def add_blas_argument(p: Any) -> None:
+    p.add_argument("--blas", type=blas_choice, default="auto", metavar="NAME",
+                   help="CPU: auto (timed once), openblas, mkl (default: auto)")
 
 
-def add_data_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="bundled", choices=["bundled", "mnist", "fashion-mnist"],
-                   help="bundled: 5,000 MNIST digits shipped with nnxp (offline); mnist, "
-                        "fashion-mnist: the full sets (default: bundled)")
+def add_data_arguments(p: Any) -> None:
+    p.add_argument("--dataset", default="bundled", choices=["bundled", "mnist", "fashion-mnist"], metavar="NAME",
+                   help="images: bundled (5,000 digits), mnist, fashion-mnist")
     p.add_argument("--data-dir", type=Path, metavar="DIR",
-                   help="directory holding the four IDX files (default: the cache "
-                        "$NNXP_CACHE_DIR or ~/.cache/nnxp/<dataset>, and Debian's "
-                        "/usr/share/datasets/fashion-mnist)")
-    p.add_argument("--download", action="store_true",
-                   help="download the dataset if it is not found (SHA-256 verified)")
+                   help="the IDX files (default: ~/.cache/nnxp/<dataset>)")
+    p.add_argument("--download", action="store_true", help="download the images if not found")
 
 
 def load_model(path: Path, device: object) -> tuple[object, str | None]:

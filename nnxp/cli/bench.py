@@ -13,7 +13,7 @@ from typing import Any
 
 from ..bench.contenders import CONTENDERS
 from ..bench.race import run_race
-from ..bench.report import (SCHEMA, format_markdown, format_race, format_table, log, race_markdown,
+from ..bench.report import (SCHEMA, TARGETS, format_markdown, format_race, format_table, log, race_markdown,
                             readme_parts, update_readme, write_json)
 from ..bench.step import CPU_BATCHES, DEFAULT_SIZES, GPU_BATCHES, run_step_bench
 from ..errors import ConfigError, DataError
@@ -65,7 +65,8 @@ def add_commands(commands: Any) -> None:
                    help="the most the whole run waits for other processes to go quiet; it says when it "
                         "waits (default: 600; 5 with --quick)")
     p.add_argument("--quick", action="store_true",
-                   help="short smoke run: 784-128-10 at batch 64 (unless --sizes/--batches), few samples")
+                   help="short run of the README's headline case, 784-256-10 at batch 128 (unless "
+                        "--sizes/--batches), few samples")
     p.add_argument("--json", type=Path, metavar="PATH", help="write raw samples, summary and machine info (atomically)")
     p.add_argument("--markdown", action="store_true",
                    help="print the README section (markdown) instead of the plain table")
@@ -125,8 +126,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         text = race_markdown(result) if args.markdown else format_race(result)
     else:
         gpu = device != "cpu"
-        sizes = args.sizes or ([[784, 128, 10]] if args.quick else [list(s) for s in DEFAULT_SIZES])
-        batches = args.batches or ([64] if args.quick else list(GPU_BATCHES if gpu else CPU_BATCHES))
+        # --quick: the case of the targets and of the README's headline table.
+        sizes = args.sizes or ([list(TARGETS["sizes"])] if args.quick else [list(s) for s in DEFAULT_SIZES])
+        batches = args.batches or ([TARGETS["batch"]] if args.quick else list(GPU_BATCHES if gpu else CPU_BATCHES))
         repeats = args.repeats or (5 if args.quick else 31)
         min_ms = args.min_sample_ms or (3.0 if args.quick else 25.0)
         warm_ms = args.warmup_ms or (10.0 if args.quick else 200.0)

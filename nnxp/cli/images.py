@@ -24,8 +24,8 @@ from ..viz.figures import digit_grid_figure, figure_format, metrics_figure, requ
 from ..viz.images import FIELD, INSTALL_PLOT, read_image, to_mnist
 from ..viz.metrics import read_metrics
 from ..viz.terminal import colour, format_digits, half_block_art, terminal_width, text_art
-from .args import (add_data_arguments, add_device_argument, check_writable, load_model, nonnegative_int,
-                   positive_int, warn_other_dataset)
+from .args import (add_data_arguments, add_device_argument, add_threads_argument, check_writable, load_model,
+                   nonnegative_int, positive_int, warn_other_dataset)
 
 __all__ = ["add_commands", "cmd_predict", "cmd_images", "cmd_plot"]
 
@@ -36,16 +36,22 @@ MAX_GRID = 400
 def add_commands(commands: Any) -> None:
     """Add ``predict``, ``images`` and ``plot`` to the ``nnxp`` subparsers ``commands``."""
     p = commands.add_parser(
-        "predict", help="classify your own digit images with a saved model",
+        "predict", help="classify your own digit images, or your own table's rows, with a saved model",
         description="Classify image files with a saved model. Each image is made MNIST-like: "
                     "greyscale, white digit on black (a bright background is inverted), cropped "
                     "to the digit, scaled to 20 px and centred by mass in 28x28. Works best on a "
-                    "cropped, evenly lit digit drawn with a thick stroke.")
+                    "cropped, evenly lit digit drawn with a thick stroke. With --data: one prediction "
+                    "per row of your own table.")
     p.add_argument("model", type=Path, metavar="MODEL", help="a .safetensors file written by nnxp train")
-    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
+    p.add_argument("images", type=Path, nargs="*", metavar="IMAGE",
                    help="PGM files (read without extra packages), or PNG, JPEG and other "
                         "formats Pillow reads")
+    p.add_argument("--data", type=Path, metavar="FILE",
+                   help="instead of images: a table (.csv, .npz, .parquet) with the model's feature columns")
+    p.add_argument("--output", type=Path, metavar="FILE",
+                   help="with --data: write the predictions here (CSV, one per row) instead of stdout")
     add_device_argument(p)
+    add_threads_argument(p)
     p.add_argument("--classes", default="auto", choices=["auto", "mnist", "fashion-mnist"],
                    help="names of a 10-output model's classes: auto takes the dataset the model "
                         "file was trained on, digits if it does not say (default: auto)")
@@ -69,6 +75,7 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--start", type=nonnegative_int, default=0, metavar="I",
                    help="index of the first image (default: 0)")
     p.add_argument("--model", type=Path, metavar="PATH", help="also show this model's predictions")
+    add_threads_argument(p)
     p.add_argument("--only-mistakes", action="store_true",
                    help="with --model: show only images the model gets wrong, from --start on")
     p.add_argument("--png", type=Path, metavar="PATH",
@@ -110,6 +117,16 @@ def _probabilities(net: Any, x: np.ndarray) -> tuple[np.ndarray, bool]:
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..data import FASHION_MNIST_CLASSES, MNIST_CLASSES, image_inputs
 
+    if args.data is not None:
+        from .table import predict_table, read_model
+
+        net, spec, _ = read_model(args.model, args.device)
+        predict_table(args, net, spec)
+        return 0
+    if not args.images:
+        raise ConfigError("give one or more image files, or --data TABLE")
+    if args.output is not None:
+        raise ConfigError("--output is for --data: image predictions are printed")
     net, trained_on = load_model(args.model, args.device)
     if net.sizes[0] != FIELD * FIELD:
         raise DataError(f"{args.model} takes {net.sizes[0]} inputs, but nnxp predict gives it 28x28 "

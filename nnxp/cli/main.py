@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import DivergenceError, NnxpError
 from . import bench, evaluate, export, images, text, train
-from .args import add_threads_argument
 
 __all__ = ["main", "build_parser"]
 
@@ -32,13 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     for command_group in (train, evaluate, images, export, bench, text):
         command_group.add_commands(commands)
-    for name, command in commands.choices.items():
-        if name not in _OWN_THREADS:
-            add_threads_argument(command)
     return parser
 
 
-# Commands that apply --threads themselves (train: per shape, through fit; bench: per contender).
+# --threads is on the commands that do matrix products: train, evaluate, predict, images, bench,
+# text train, text neighbours.  Those two apply it themselves (train: per shape, through fit; bench:
+# per contender); main applies it around the others.
 _OWN_THREADS = ("train", "bench")
 
 

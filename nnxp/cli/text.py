@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError
-from .args import add_device_argument, check_writable, positive_float, positive_int
+from .args import add_device_argument, add_threads_argument, check_writable, positive_float, positive_int
 
 __all__ = ["add_commands", "cmd_vocab", "cmd_train", "cmd_neighbours"]
 
@@ -74,6 +74,7 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--metrics", type=Path, metavar="FILE", help="write one JSON line per epoch to FILE")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal)")
+    add_threads_argument(p)
     p.set_defaults(func=cmd_train, default_merges=2000)
 
     p = sub.add_parser("neighbours", aliases=["neighbors"], help="nearest tokens by cosine similarity",
@@ -82,6 +83,7 @@ def add_commands(commands: Any) -> None:
     p.add_argument("model", type=Path, metavar="MODEL")
     p.add_argument("tokens", nargs="+", metavar="TOKEN")
     p.add_argument("-n", "--count", type=positive_int, default=8, help="neighbours per token (default: 8)")
+    add_threads_argument(p)
     p.set_defaults(func=cmd_neighbours)
 
 

@@ -1,9 +1,11 @@
-"""``nnxp train``: train a digit recogniser, checkpointing after every epoch; ``--resume``.
+"""``nnxp train``: train on digit images, or on your own table (``--data``, :mod:`.table`),
+checkpointing after every epoch; ``--resume``.
 
 Model selection never looks at the test split: ``--val-split`` holds out a
 stratified part of the training data, whose loss and accuracy the epoch lines
 show and ``--patience`` / ``--save-best`` watch; the test split is evaluated
-once, at the end (every epoch with ``--eval-test-every-epoch``).  ``--save``
+once, at the end (every epoch with ``--eval-test-every-epoch``); a table has no
+test split, and its run ends with the validation rows' scores.  ``--save``
 writes the model (weights and config, and the run's history and settings);
 ``--checkpoint`` adds the optimizer state and is rewritten after every epoch,
 so ``--resume`` can continue a run killed at any moment.
@@ -20,6 +22,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ConfigError, DataError, DivergenceError
+from .table import TrainingData, add_table_arguments, load_table_data
 from .args import (add_blas_argument, add_data_arguments, add_device_argument, add_threads_argument, check_distinct,
                    check_writable, layer_sizes, load_data, nonnegative_float, nonnegative_int, positive_float,
                    positive_int, probability)
@@ -28,78 +31,82 @@ __all__ = ["add_commands", "cmd_train"]
 
 
 def add_commands(commands: Any) -> None:
-    p = commands.add_parser("train", help="train a digit recogniser",
-                            description="Train an MLP on MNIST-style data. Writes a checkpoint "
-                                        "after every epoch; --resume continues an interrupted run.")
-    add_device_argument(p)
-    add_data_arguments(p)
-    p.add_argument("--hidden", type=layer_sizes, default=[256], metavar="N[,N...]",
-                   help="hidden layer widths, comma-separated (default: 256)")
-    p.add_argument("--activation", default="relu",
-                   help="hidden activation: relu, leaky_relu (alpha 0.2; leaky_relu:A sets it), "
-                        "sigmoid, tanh, identity (default: relu)")
-    p.add_argument("--output", default="softmax", help="output activation (default: softmax)")
-    p.add_argument("--loss", default="auto",
-                   help="cross_entropy, squared_error, or auto: cross-entropy after softmax "
-                        "(default: auto)")
-    p.add_argument("--init", default="auto", help="auto, he, xavier or uniform (default: auto)")
-    p.add_argument("--dropout", type=probability, default=0.0, metavar="P",
-                   help="drop each hidden unit with probability P in training (default: 0, none)")
-    p.add_argument("--optimizer", default="adam", choices=["sgd", "momentum", "nesterov", "adam", "adamw"],
-                   help="momentum and nesterov are SGD with momentum --momentum (default: adam)")
-    p.add_argument("--lr", type=positive_float, default=None,
-                   help="learning rate (default: 0.001 for adam/adamw, 0.1 for sgd, 0.05 with momentum)")
-    p.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
-                   help="learning-rate schedule over the epochs (default: constant)")
-    p.add_argument("--momentum", type=nonnegative_float, default=0.9, help="(default: 0.9)")
-    p.add_argument("--weight-decay", type=nonnegative_float, default=0.0, help="(default: 0)")
-    p.add_argument("--epochs", type=positive_int, default=20, help="(default: 20)")
-    p.add_argument("--batch-size", type=positive_int, default=32, help="(default: 32)")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="seeds weights and shuffles (default: 0)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="(default: float32)")
-    p.add_argument("--val-split", type=probability, default=0.0, metavar="F",
-                   help="hold out this fraction of the training data (stratified by class) for "
-                        "validation: the epoch lines show its loss and accuracy, --patience and "
-                        "--save-best watch it (default: 0, none)")
-    p.add_argument("--patience", type=positive_int, metavar="N",
-                   help="stop when the validation loss has not improved for N epochs and keep the "
-                        "best epoch's weights (needs --val-split)")
-    p.add_argument("--save-best", type=Path, metavar="PATH",
-                   help="write the model of the epoch with the lowest validation loss here, as it "
-                        "happens (needs --val-split)")
-    p.add_argument("--eval-test-every-epoch", action="store_true",
-                   help="also evaluate the test split after every epoch (default: once, at the end, "
-                        "so it plays no part in choosing the model)")
-    saving = p.add_mutually_exclusive_group()
+    p = commands.add_parser("train", help="train a network on digit images or on your own table",
+                            usage="nnxp train [--data FILE --target COLUMN | --dataset NAME] [options]",
+                            description="Train an MLP on MNIST-style images, or on your own table with "
+                                        "--data. Writes a checkpoint after every epoch; --resume continues "
+                                        "an interrupted run.")
+    data = p.add_argument_group("data")
+    add_data_arguments(data)
+    add_table_arguments(data)
+    data.add_argument("--val-split", type=probability, default=0.0, metavar="F",
+                      help="hold out this fraction for validation (default: 0)")
+    data.add_argument("--eval-test-every-epoch", action="store_true",
+                      help="images: score the test split every epoch too")
+
+    model = p.add_argument_group("model")
+    model.add_argument("--hidden", type=layer_sizes, default=[256], metavar="N[,N...]",
+                       help="hidden layer widths, or none (default: 256)")
+    model.add_argument("--activation", default="relu", metavar="NAME",
+                       help="relu, leaky_relu[:A], sigmoid, tanh, identity")
+    model.add_argument("--output", default="softmax", metavar="NAME",
+                       help="output activation (default: softmax, or identity)")
+    model.add_argument("--loss", default="auto", metavar="NAME",
+                       help="cross_entropy, squared_error, auto (default: auto)")
+    model.add_argument("--init", default="auto", metavar="NAME",
+                       help="init: auto, he, xavier, uniform (default: auto)")
+    model.add_argument("--dropout", type=probability, default=0.0, metavar="P",
+                       help="drop hidden units with probability P (default: 0)")
+    model.add_argument("--dtype", default="float32", choices=["float32", "float64"], metavar="NAME",
+                       help="float32 or float64 (default: float32)")
+    model.add_argument("--seed", type=nonnegative_int, default=0, metavar="N",
+                       help="seeds the initial weights and shuffles (default: 0)")
+
+    optimisation = p.add_argument_group("optimisation")
+    optimisation.add_argument("--optimizer", default="adam", choices=["sgd", "momentum", "nesterov", "adam", "adamw"],
+                              metavar="NAME", help="sgd, momentum, nesterov, adam, adamw (default: adam)")
+    optimisation.add_argument("--lr", type=positive_float, default=None,
+                              help="step size (default: adam 0.001, sgd 0.1, else 0.05)")
+    optimisation.add_argument("--momentum", type=nonnegative_float, default=0.9, metavar="M",
+                              help="for momentum and nesterov (default: 0.9)")
+    optimisation.add_argument("--weight-decay", type=nonnegative_float, default=0.0, metavar="W",
+                              help="L2 penalty; adamw: decoupled (default: 0)")
+    optimisation.add_argument("--schedule", default="constant", choices=["constant", "cosine"], metavar="NAME",
+                              help="learning rate by epoch: constant, cosine")
+    optimisation.add_argument("--epochs", type=positive_int, default=20, metavar="N",
+                              help="epochs in all (default: 20)")
+    optimisation.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
+                              help="samples per step (default: 32)")
+    optimisation.add_argument("--patience", type=positive_int, metavar="N",
+                              help="stop after N epochs without a better val. loss")
+
+    files = p.add_argument_group("output and checkpoints")
+    saving = files.add_mutually_exclusive_group()
     saving.add_argument("--save", type=Path, metavar="PATH",
-                        help="the trained model: weights and config (no optimizer state), written "
-                             "atomically at the end (default: nnxp-<dataset>.safetensors)")
+                        help="the model (default: nnxp-<data>.safetensors)")
     saving.add_argument("--no-save", action="store_true", help="write no model and no checkpoint")
-    p.add_argument("--checkpoint", type=Path, metavar="PATH",
-                   help="model plus optimizer state and progress, rewritten atomically after every "
-                        "epoch, for --resume (default: the --save name with .ckpt before the suffix)")
-    p.add_argument("--resume", type=Path, metavar="PATH",
-                   help="continue the run saved in this checkpoint, up to --epochs in total; the "
-                        "network, optimizer, batch size, seed, schedule, validation split and the "
-                        "--save/--metrics files come from the checkpoint; --lr, --device, --threads "
-                        "and any file given here from this command")
-    p.add_argument("--metrics", type=Path, metavar="PATH",
-                   help="write one JSON line per epoch to this file")
-    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
-                   help="CUDA only: replay each training step as a CUDA graph (default: on)")
-    p.add_argument("--tf32", action="store_true",
-                   help="CUDA only: allow TF32 matrix products (CUPY_TF32=1)")
-    add_threads_argument(p)
-    add_blas_argument(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-epoch lines")
-    p.add_argument("--distributed", action="store_true",
-                   help="data-parallel training on the processes MPI starts: mpiexec -n N nnxp train "
-                        "--distributed ... (needs pip install 'nnxp[mpi]'); --batch-size is the global "
-                        "batch, split over the ranks; rank 0 prints and writes the files; on GPUs one "
-                        "GPU per rank (cuda:LOCAL_RANK) and NCCL")
-    p.add_argument("--distributed-timeout", type=positive_float, default=300.0, metavar="SECONDS",
-                   help="with --distributed: stop the job when a rank waits longer than this for the "
-                        "others (a rank died or hangs) (default: 300)")
+    files.add_argument("--checkpoint", type=Path, metavar="PATH",
+                       help="rewritten every epoch (default: <save>.ckpt.*)")
+    files.add_argument("--resume", type=Path, metavar="PATH",
+                       help="continue this checkpoint's run up to --epochs")
+    files.add_argument("--save-best", type=Path, metavar="PATH",
+                       help="keep the model of the best val. loss here")
+    files.add_argument("--metrics", type=Path, metavar="PATH", help="write one JSON line per epoch here")
+    files.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no epoch lines")
+
+    hardware = p.add_argument_group("hardware")
+    add_device_argument(hardware)
+    add_threads_argument(hardware, default="auto")
+    add_blas_argument(hardware)
+    hardware.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
+                          help="CUDA: replay each step as a graph (default: on)")
+    hardware.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 matrix products")
+
+    distributed = p.add_argument_group("distributed (mpiexec -n N nnxp train --distributed ...)")
+    distributed.add_argument("--distributed", action="store_true",
+                             help="data-parallel over the MPI ranks (nnxp[mpi])")
+    distributed.add_argument("--distributed-timeout", type=positive_float, default=300.0, metavar="SECONDS",
+                             help="stop when a rank waits this long (default: 300)")
     p.set_defaults(func=cmd_train)
 
 
@@ -161,7 +168,8 @@ _SETTING_RULES = {"dataset": _one_of("bundled", "mnist", "fashion-mnist"), "hidd
                   "batch_size": _whole(1), "seed": _whole(0), "dtype": _one_of("float32", "float64"),
                   "schedule": _one_of("constant", "cosine"), "val_split": _probability,
                   "patience": _optional(_whole(1)), "eval_test_every_epoch": _flag,
-                  "save": _text, "metrics": _text, "save_best": _text}
+                  "save": _text, "metrics": _text, "save_best": _text,
+                  "data": _text, "target": _optional(_text), "task": _one_of("classification", "regression")}
 
 
 def _load_resume(path: Path, backend: Any):
@@ -196,7 +204,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
     """The run on ``backend``; ``dist`` (a DataParallel) for one rank of a distributed run, or None."""
     from ..checkpoint import check_settings, save_trained_model
-    from ..data import image_inputs
     from ..network import Network
     from ..optim import get_optimizer
     from ..threads import choose_threads
@@ -210,6 +217,8 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
             if key in _RUN_FILES:  # files the run wrote: kept unless this command names others
                 if getattr(args, key) is None:
                     setattr(args, key, Path(value))
+            elif key == "data":  # the table the run trains on
+                args.data = Path(value)
             else:
                 setattr(args, key, value)
         net, optimizer, history = checkpoint.net, checkpoint.optimizer, checkpoint.history
@@ -222,15 +231,11 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
                           "of the training data held out)")
     save_path, ckpt_path = _output_paths(args)
 
-    if dist is not None and args.download and not root:
-        dist.comm.allreduce_host([0.0])  # wait while rank 0 downloads
-    data = load_data(args)
-    if dist is not None and args.download and root:
-        dist.comm.allreduce_host([0.0])
-    x_train, x_test = image_inputs(data.train_images), image_inputs(data.test_images)
+    data = _training_data(args, dist)
     if checkpoint is None:
-        sizes = [x_train.shape[1], *args.hidden, data.num_classes]
-        net = Network(sizes, hidden=args.activation, output=args.output, loss=args.loss, init=args.init,
+        sizes = [data.x.shape[1], *args.hidden, data.n_outputs]
+        output = "identity" if data.regression and args.output == "softmax" else args.output
+        net = Network(sizes, hidden=args.activation, output=output, loss=args.loss, init=args.init,
                       seed=args.seed, dtype=args.dtype, device=backend, dropout=args.dropout)
         lr = args.lr if args.lr is not None else _DEFAULT_LR[args.optimizer]
         extra = {"momentum": args.momentum} if args.optimizer in ("momentum", "nesterov") else {}
@@ -243,26 +248,28 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
         threads = choose_threads(args.batch_size, net.sizes)
 
     settings = {key: getattr(args, key) for key in _RUN_SETTINGS}
+    if args.data is not None:
+        settings.update(data=str(args.data), target=args.target, task=args.task)
     settings.update({key: str(getattr(args, key)) for key in _RUN_FILES if getattr(args, key) is not None})
     if save_path is not None:
         settings["save"] = str(save_path)
     callbacks: list[Any] = []
-    if args.eval_test_every_epoch:
-        callbacks.append(_EvaluateTest(x_test, data.test_labels))
+    if args.eval_test_every_epoch and data.test is not None:
+        callbacks.append(_EvaluateTest(*data.test))
     # The last good checkpoint: the one resumed from, until this run writes its own.
     good = args.resume
     if good is not None:
         args.resume_hint = _resume_command(good, args)
     saver = None
     if ckpt_path is not None and root:
-        saver = _SaveCheckpoint(ckpt_path, settings, args)
+        saver = _SaveCheckpoint(ckpt_path, settings, args, data.metadata)
         callbacks.append(saver)
     if args.metrics is not None and root:
         callbacks.append(_WriteMetrics(args.metrics))
     if args.save_best is not None and root:
         from ..callbacks import SaveBest
 
-        callbacks.append(SaveBest(args.save_best, metadata={"training": {"settings": settings}}))
+        callbacks.append(SaveBest(args.save_best, metadata={**data.metadata, "training": {"settings": settings}}))
     stopper = None
     if args.patience:
         from ..callbacks import EarlyStopping
@@ -272,39 +279,45 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
         callbacks.append(stopper)
 
     verbose = not args.quiet and root
+    if verbose and data.regression:  # its own epoch lines: RMSE, not fit's accuracy
+        from .table import RegressionLines
+
+        callbacks.append(RegressionLines(args.epochs, data.spec.target_scale))
+    fit_verbose = verbose and not data.regression
     if verbose:
         ranks = f" | {dist.size} ranks ({dist.comm.name})" if dist is not None else ""
         print(_describe_run(data, net, optimizer, args, threads) + ranks)
         if checkpoint is not None:
             print(f"resumed {args.resume} at epoch {checkpoint.epoch} (of {args.epochs})")
     try:
-        history = fit(net, x_train, data.train_labels, epochs=args.epochs, batch_size=args.batch_size,
-                      optimizer=optimizer, schedule=args.schedule, validation_split=args.val_split,
+        history = fit(net, data.x, data.y, epochs=args.epochs, batch_size=args.batch_size,
+                      optimizer=optimizer, schedule=args.schedule, validation_data=data.validation,
+                      validation_split=data.validation_split,
                       seed=args.seed, initial_epoch=len(history) if history else 0, history=history,
-                      callbacks=callbacks, verbose=int(verbose), progress=verbose and sys.stderr.isatty(),
+                      callbacks=callbacks, verbose=int(fit_verbose), progress=verbose and sys.stderr.isatty(),
                       threads=threads, cuda_graphs=args.cuda_graphs, distributed=dist, blas=args.blas)
     except DivergenceError as exc:
         good = ckpt_path if saver is not None and saver.written else good
         kept = (f"; the last good checkpoint is {good}" if good is not None
                 else "; no checkpoint was written (it diverged in the first epoch)")
         raise DivergenceError(f"{exc}{kept}") from None
-    if stopper is not None and stopper.stopped_epoch and root:
-        restored = (f"; the weights of epoch {stopper.best_epoch} (lowest validation loss) are kept"
-                    if stopper.restored else
-                    f"; the best epoch, {stopper.best_epoch}, came before --resume: the last weights are "
-                    "kept (--save-best keeps the best)")
-        print(f"stopped early after epoch {stopper.stopped_epoch}: no better validation loss for "
-              f"{args.patience} epochs{restored}")
+    if stopper is not None and stopper.stopped_epoch and root and not fit_verbose:  # else fit said it
+        print(stopper.summary())
     if save_path is not None and root:
-        save_trained_model(save_path, net, history, settings)
-    scores = evaluate(net, x_test, data.test_labels)  # the test split, once
+        save_trained_model(save_path, net, history, settings, extra_metadata=data.metadata)
+    if data.test is not None:
+        scores = evaluate(net, *data.test)  # the test split, once
+        result = f"test accuracy {100 * scores['accuracy']:.2f}% (loss {scores['loss']:.4f})"
+    else:
+        from .table import final_scores
+
+        result = final_scores(net, data)
     where = f"; model saved to {save_path}" if save_path is not None else ""
     weights = (f" (the weights of epoch {stopper.best_epoch})"
                if stopper is not None and stopper.restored else "")
     if root:
         done = int(history.last['epoch'])
-        print(f"test accuracy {100 * scores['accuracy']:.2f}% (loss {scores['loss']:.4f}) after "
-              f"{done} {'epoch' if done == 1 else 'epochs'}{weights}{where}")
+        print(f"{result} after {done} {'epoch' if done == 1 else 'epochs'}{weights}{where}")
     return 0
 
 
@@ -319,13 +332,14 @@ def _output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     if args.no_save:
         save_path = ckpt_path = None
     else:
-        save_path = args.save or Path(f"nnxp-{args.dataset}.safetensors")
+        name = Path(args.data).stem if args.data is not None else args.dataset
+        save_path = args.save or Path(f"nnxp-{name}.safetensors")
         ckpt_path = args.checkpoint or args.resume or save_path.with_name(
             f"{save_path.stem}.ckpt{save_path.suffix or '.safetensors'}")
     same_as_resume = ckpt_path is not None and args.resume is not None and ckpt_path == args.resume
     outputs = {"--save": save_path, "--checkpoint": None if same_as_resume else ckpt_path,
                "--metrics": args.metrics, "--save-best": args.save_best}
-    check_distinct(outputs, {"--resume": args.resume})
+    check_distinct(outputs, {"--resume": args.resume, "--data": args.data})
     for path in (save_path, ckpt_path, args.metrics, args.save_best):
         check_writable(path)
     return save_path, ckpt_path
@@ -346,14 +360,15 @@ class _EvaluateTest:
 class _SaveCheckpoint:
     """Writes the checkpoint after every good epoch (fit checks for divergence first)."""
 
-    def __init__(self, path: Path, settings: dict[str, Any], args: argparse.Namespace):
-        self.path, self.settings, self.args = path, settings, args
+    def __init__(self, path: Path, settings: dict[str, Any], args: argparse.Namespace,
+                 metadata: dict[str, Any] | None = None):
+        self.path, self.settings, self.args, self.metadata = path, settings, args, metadata
         self.written = False
 
     def on_epoch_end(self, net, optimizer, record, history) -> None:
         from ..checkpoint import save_checkpoint
 
-        save_checkpoint(self.path, net, optimizer, history, self.settings)
+        save_checkpoint(self.path, net, optimizer, history, self.settings, extra_metadata=self.metadata)
         self.written = True
         self.args.resume_hint = _resume_command(self.path, self.args)
 
@@ -375,14 +390,40 @@ class _WriteMetrics:
             raise DataError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
 
-def _describe_run(data, net, optimizer, args, threads: int | None) -> str:
+def _training_data(args: argparse.Namespace, dist: Any) -> TrainingData:
+    """The table ``--data``, or the image dataset (rank 0 downloads while the others wait)."""
+    if args.data is not None:
+        if args.download or args.eval_test_every_epoch:
+            flag = "--download" if args.download else "--eval-test-every-epoch"
+            raise ConfigError(f"{flag} is for the image datasets; a table (--data) has no test split: "
+                              "--val-split holds out rows")
+        return load_table_data(args)
+    if args.target is not None or args.task != "classification":
+        raise ConfigError(f"{'--target' if args.target is not None else '--task'} is for a table: add --data FILE")
+    from ..data import image_inputs
+
+    root = dist is None or dist.is_root
+    if dist is not None and args.download and not root:
+        dist.comm.allreduce_host([0.0])  # wait while rank 0 downloads
+    images = load_data(args)
+    if dist is not None and args.download and root:
+        dist.comm.allreduce_host([0.0])
+    return TrainingData(images.name, image_inputs(images.train_images), images.train_labels, images.num_classes,
+                        validation_split=args.val_split,
+                        test=(image_inputs(images.test_images), images.test_labels), classes=tuple(images.classes))
+
+
+def _describe_run(data: TrainingData, net, optimizer, args, threads: int | None) -> str:
     acts = "/".join(dict.fromkeys(a.name for a in net.activations))
-    n_train = len(data.train_labels)
-    split = f"{n_train:,} train"
+    n_held = len(data.validation[1]) if data.validation is not None else 0
+    split = f"{len(data.y) + n_held:,} {'train' if data.test is not None else 'rows'}"
     if args.val_split:
         split += f" ({100 * args.val_split:g}% held out for validation)"
+    tested = f", {len(data.test[1]):,} test" if data.test is not None else ""
+    task = f" ({'regression' if data.regression else 'classification'} of {data.spec.target!r})" \
+        if data.spec is not None else ""
     cpu = f" | {threads} thread{'s' if threads != 1 else ''}" if threads else ""
-    return (f"nnxp {__version__} | {data.name}: {split}, "
-            f"{len(data.test_labels):,} test | {net.backend}{cpu} | "
+    return (f"nnxp {__version__} | {data.name}{task}: {split}"
+            f"{tested} | {net.backend}{cpu} | "
             f"{'-'.join(map(str, net.sizes))} {acts}, {net.loss.name}, {net.dtype_name} | "
             f"{optimizer.name} lr {optimizer.lr:g} | batch {args.batch_size} | seed {args.seed}")
