@@ -49,7 +49,9 @@ def thread_count(text: str) -> int | None:
     """A positive thread count, or ``auto`` (None: nnxp's measured default)."""
     if text.strip().lower() == "auto":
         return None
-    return positive_int(text)
+    from ..threads import check_threads
+
+    return check_threads(positive_int(text), "--threads")  # capped at the usable cores, with a warning
 
 
 def layer_sizes(text: str) -> list[int]:
