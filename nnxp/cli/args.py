@@ -192,12 +192,15 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_model(path: Path, device: object) -> tuple[object, str | None]:
-    """(network, the dataset it was trained on if the file records it)."""
+    """(network, the dataset it was trained on if the file records it); a network whose
+    outputs on a probe input are not finite is refused."""
+    from ..divergence import check_model_outputs
     from ..network import network_from
     from ..serialization import read_arrays
 
     arrays, metadata = read_arrays(path)
     net = network_from(arrays, metadata, path, device)
+    check_model_outputs(net, path)  # finite weights can still give NaN outputs (a diverged run)
     training = metadata.get("training")
     settings = training.get("settings") if isinstance(training, dict) else None
     dataset = settings.get("dataset") if isinstance(settings, dict) else None

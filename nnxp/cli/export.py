@@ -25,6 +25,7 @@ def add_commands(commands: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from ..divergence import check_model_outputs
     from ..onnx import OPSET, export_onnx
     from ..network import load
 
@@ -32,6 +33,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.output}: the output file name must end in .onnx")
     check_writable(args.output)
     net = load(args.model, device="cpu")
+    check_model_outputs(net, args.model)  # finite weights can still give NaN outputs (a diverged run)
     export_onnx(net, args.output)
     print(f"wrote {args.output} ({'-'.join(map(str, net.sizes))}, {net.dtype_name}, ONNX opset {OPSET})")
     return 0

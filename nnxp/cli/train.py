@@ -197,6 +197,7 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
     """The run on ``backend``; ``dist`` (a DataParallel) for one rank of a distributed run, or None."""
     from ..checkpoint import check_settings, save_trained_model
     from ..data import image_inputs
+    from ..divergence import check_result
     from ..network import Network
     from ..optim import get_optimizer
     from ..threads import choose_threads
@@ -295,9 +296,10 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
                     "kept (--save-best keeps the best)")
         print(f"stopped early after epoch {stopper.stopped_epoch}: no better validation loss for "
               f"{args.patience} epochs{restored}")
+    scores = evaluate(net, x_test, data.test_labels)  # the test split, once, before the model is saved
+    check_result(scores, "the test loss", optimizer.lr)  # a NaN test loss is a divergence (exit 1)
     if save_path is not None and root:
         save_trained_model(save_path, net, history, settings)
-    scores = evaluate(net, x_test, data.test_labels)  # the test split, once
     where = f"; model saved to {save_path}" if save_path is not None else ""
     weights = (f" (the weights of epoch {stopper.best_epoch})"
                if stopper is not None and stopper.restored else "")
