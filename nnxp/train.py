@@ -173,7 +173,9 @@ def fit(
     out = out or print
     reduce = None  # data-parallel: averages each step's gradients over the ranks
     if distributed is not None:
-        reduce = distributed.prepare(net, optimizer)
+        reduce = distributed.prepare(net, optimizer, settings={  # every rank must run the same loop
+            "epochs": epochs, "batch_size": batch_size, "seed": seed, "schedule": schedule, "shuffle": shuffle,
+            "initial_epoch": initial_epoch, "training rows": n, "validation rows": val and val[0].shape[0]})
         verbose, progress = (verbose, progress) if distributed.is_root else (0, False)
     if progress is None:
         progress = bool(verbose) and (sys.stderr.isatty() or _in_notebook())

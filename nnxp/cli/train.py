@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import __version__
 from ..errors import ConfigError, DataError, DivergenceError
 from .args import (add_blas_argument, add_data_arguments, add_device_argument, add_threads_argument, check_distinct,
@@ -223,11 +225,16 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
                           "of the training data held out)")
     save_path, ckpt_path = _output_paths(args)
 
+    if dist is not None:  # before any other collective: a mismatch is one line, never a corrupt broadcast
+        dist.agree(_must_match(args, checkpoint), "start every rank with the same nnxp train command")
     if dist is not None and args.download and not root:
         dist.comm.allreduce_host([0.0])  # wait while rank 0 downloads
     data = load_data(args)
     if dist is not None and args.download and root:
         dist.comm.allreduce_host([0.0])
+    if dist is not None:
+        dist.agree({"the training data": _digest(data)},
+                   "give every rank the same dataset files (--dataset, --data-dir)")
     x_train, x_test = image_inputs(data.train_images), image_inputs(data.test_images)
     if checkpoint is None:
         sizes = [x_train.shape[1], *args.hidden, data.num_classes]
@@ -307,6 +314,30 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
         print(f"test accuracy {100 * scores['accuracy']:.2f}% (loss {scores['loss']:.4f}) after "
               f"{int(history.last['epoch'])} epochs{weights}{where}")
     return 0
+
+
+# Flags every rank of a distributed run must share, in the order a mismatch is reported.
+_MUST_MATCH = ("dataset", "download", "hidden", "activation", "output", "loss", "init", "dropout", "dtype", "optimizer",
+               "lr", "momentum", "weight_decay", "schedule", "epochs", "batch_size", "seed", "val_split", "patience")
+
+
+def _must_match(args: argparse.Namespace, checkpoint: Any) -> dict[str, Any]:
+    """{flag: value} of the settings every rank must share (after --resume filled them in)."""
+    settings = {"--" + key.replace("_", "-"): getattr(args, key) for key in _MUST_MATCH}
+    if checkpoint is not None:
+        settings["--resume"] = {"epoch": checkpoint.epoch, "optimizer": checkpoint.optimizer.config()}
+    return settings
+
+
+def _digest(data: Any) -> str:
+    """SHA-256 of the training images and labels (every rank must train on the same data)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in (data.train_images, data.train_labels):
+        h.update(repr((a.shape, str(a.dtype))).encode())
+        h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
+    return h.hexdigest()[:16]
 
 
 def _resume_command(checkpoint: Path, args: argparse.Namespace) -> str:
