@@ -85,9 +85,12 @@ def test_command_on_two_ranks_matches_one_process_and_resumes_on_any_n(mpiexec, 
 
 
 def test_readme_example_runs_on_two_ranks(mpiexec, tmp_path):
+    """The library example of docs/distributed.md (formerly the README's), on 2 ranks."""
     import re
 
-    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    pages = [REPO / "docs" / "distributed.md", REPO / "README.md"]
+    text = "\n".join(p.read_text() for p in pages if p.exists())
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     example = next(b for b in blocks if "nnxp.distributed" in b)
     script = tmp_path / "train_dp.py"
     script.write_text(example)
