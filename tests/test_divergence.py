@@ -168,5 +168,6 @@ def test_final_test_loss_nan_is_a_divergence(capsys, tmp_path, monkeypatch):
                              "--save", "m.safetensors", "--checkpoint", "c.safetensors")
     line = one_line_error(err)
     assert code == 1 and "test loss is nan" in line and "loss nan" not in out, line
+    assert line.endswith("the last good checkpoint is c.safetensors")  # epoch 1 itself was fine
     assert not (tmp_path / "m.safetensors").exists()
     del train_cli

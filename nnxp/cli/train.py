@@ -292,10 +292,8 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
                       callbacks=callbacks, verbose=int(verbose), progress=verbose and sys.stderr.isatty(),
                       threads=threads, cuda_graphs=args.cuda_graphs, distributed=dist, blas=args.blas)
     except DivergenceError as exc:
-        good = ckpt_path if saver is not None and saver.written else good
-        kept = (f"; the last good checkpoint is {good}" if good is not None
-                else "; no checkpoint was written (it diverged in the first epoch)")
-        raise DivergenceError(f"{exc}{kept}") from None
+        raise _with_last_good(exc, ckpt_path if saver is not None and saver.written else good,
+                              "it diverged in the first epoch") from None
     if stopper is not None and stopper.stopped_epoch and root:
         restored = (f"; the weights of epoch {stopper.best_epoch} (lowest validation loss) are kept"
                     if stopper.restored else
@@ -304,7 +302,10 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
         print(f"stopped early after epoch {stopper.stopped_epoch}: no better validation loss for "
               f"{args.patience} epochs{restored}")
     scores = evaluate(net, x_test, data.test_labels)  # the test split, once, before the model is saved
-    check_result(scores, "the test loss", optimizer.lr)  # a NaN test loss is a divergence (exit 1)
+    try:
+        check_result(scores, "the test loss", optimizer.lr)  # a NaN test loss is a divergence (exit 1)
+    except DivergenceError as exc:
+        raise _with_last_good(exc, ckpt_path if saver is not None and saver.written else good, "") from None
     if save_path is not None and root:
         save_trained_model(save_path, net, history, settings)
     where = f"; model saved to {save_path}" if save_path is not None else ""
@@ -338,6 +339,13 @@ def _digest(data: Any) -> str:
         h.update(repr((a.shape, str(a.dtype))).encode())
         h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
     return h.hexdigest()[:16]
+
+
+def _with_last_good(exc: DivergenceError, good: Path | None, why_none: str) -> DivergenceError:
+    """``exc`` with the last good checkpoint named (or why there is none)."""
+    kept = (f"; the last good checkpoint is {good}" if good is not None
+            else f"; no checkpoint was written{f' ({why_none})' if why_none else ''}")
+    return DivergenceError(f"{exc}{kept}")
 
 
 def _resume_command(checkpoint: Path, args: argparse.Namespace) -> str:
