@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from .divergence import all_finite
 from .errors import DataError, DivergenceError, NnxpError
+from .io.schema import Schema
 from .network import Network
 from .optim import Optimizer, get_optimizer
 from .network import network_from
@@ -103,6 +104,7 @@ def load_checkpoint(path: str | os.PathLike, device: Any = "auto") -> Checkpoint
             isinstance(r, dict) and all(isinstance(k, str) and type(v) in (int, float) for k, v in r.items())
             for r in records):
         raise damaged("the history is not a list of records of numbers")
+    _check_history(records, path)
     if type(epoch) is not int or epoch != len(records):
         raise damaged(f"epoch {epoch!r} does not match the {len(records)} recorded epochs")
     if not isinstance(settings, dict):
@@ -118,6 +120,18 @@ def load_checkpoint(path: str | os.PathLike, device: Any = "auto") -> Checkpoint
     except (KeyError, TypeError, ValueError, NnxpError) as exc:
         raise damaged(str(exc)) from None
     return Checkpoint(net, optimizer, epoch, History([dict(r) for r in records]), dict(settings))
+
+
+def _check_history(records: list[dict[str, Any]], path: Any) -> None:
+    """Each record's ``epoch`` is its place (1, 2, ...) and every value a finite number
+    (:mod:`nnxp.io.schema`): a resumed run writes this history to its --metrics file."""
+    s = Schema(path, "the checkpoint is damaged: start a new run without --resume")
+    for i, record in enumerate(records):
+        field = f"training.history[{i}]"
+        if s.whole(s.key(record, "epoch", field), s.at(field, "epoch")) != i + 1:
+            raise s.error(s.at(field, "epoch"), f"is {record['epoch']}, not {i + 1} (records are epochs 1, 2, ...)")
+        for key, value in record.items():
+            s.number(value, s.at(field, key))
 
 
 def check_settings(checkpoint: Checkpoint, path: Any,

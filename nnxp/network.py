@@ -444,8 +444,9 @@ def network_from(arrays: dict[str, np.ndarray], metadata: dict[str, Any], path: 
     """The network a file's ``metadata`` describes, with the parameters in ``arrays``,
     everything checked first (:func:`nnxp.serialization.checked_model`)."""
     config = checked_model(arrays, metadata, path, extra_prefixes=extra_prefixes)
+    backend = get_backend(device)  # a bad --device is the user's, not the file's: its own message
     try:
-        net = Network.from_config(config, device=device)
+        net = Network.from_config(config, device=backend)
         groups = [tuple(arrays[f"layers.{i}.{name}"] for name in layer.parameter_names)
                   for i, layer in enumerate(net.layers) if layer.parameter_names]
         net.set_weights(groups)

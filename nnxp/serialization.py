@@ -26,6 +26,7 @@ import safetensors.numpy
 from .backend import to_numpy
 from ._files import write_file
 from .errors import DataError, NnxpError
+from .io.schema import Schema
 from .layers import LAYERS
 from .validation import file_path
 
@@ -82,49 +83,41 @@ def checked_model(arrays: dict[str, np.ndarray], metadata: dict[str, Any], path:
 
 
 def _network_description(metadata: dict[str, Any], path: Any) -> dict[str, Any]:
-    """The ``network`` metadata with its types checked (values are checked by the constructors)."""
-    config = metadata.get("network")
-    if config is None:
-        raise DataError(f"{path}: no network description in the file; is it an nnxp model?")
-
-    def bad(what: str) -> DataError:
-        return DataError(f"{path}: bad network description ({what}); the file is damaged or not "
-                         "written by nnxp")
-
-    if not isinstance(config, dict):
-        raise bad(f"a {type(config).__name__}, not an object")
-    if not isinstance(config.get("loss"), str):
-        raise bad(f"loss must be a name, got {_short(config.get('loss'))}")
-    if config.get("dtype") not in ("float32", "float64"):
-        raise bad(f"dtype must be float32 or float64, got {_short(config.get('dtype'))}")
+    """The ``network`` metadata with its types checked (:mod:`nnxp.io.schema`; values are
+    checked by the constructors)."""
+    s = Schema(path, "the file is damaged or not written by nnxp: use another copy")
+    if metadata.get("network") is None:
+        raise DataError(f"{path}: network: is missing; is it an nnxp model?")
+    config = s.object(metadata["network"], "network")
+    s.text(s.key(config, "loss", "network"), "network.loss")
+    s.text(s.key(config, "dtype", "network"), "network.dtype", ("float32", "float64"))
     if "layers" in config:
-        layers = config["layers"]
-        if not isinstance(layers, list) or not layers or not all(
-                isinstance(c, dict) and isinstance(c.get("kind"), str) for c in layers):
-            raise bad(f"layers must be a list of layer objects with a kind, got {_short(layers)}")
-        for c in layers:
+        for i, c in enumerate(s.list(config["layers"], "network.layers", min_items=1)):
+            field = f"network.layers[{i}]"
+            s.text(s.key(s.object(c, field), "kind", field), s.at(field, "kind"))
             if "activation" in c:
-                _check_activation(c["activation"], bad)
+                _check_activation(s, c["activation"], s.at(field, "activation"))
         return config
-    sizes = config.get("sizes")
-    if not isinstance(sizes, list) or len(sizes) < 2 or \
-            not all(type(n) is int and n >= 1 for n in sizes):
-        raise bad(f"sizes must be a list of 2 or more positive integers, got {_short(sizes)}")
-    acts = config.get("activations")
-    if not isinstance(acts, list) or len(acts) != len(sizes) - 1:
-        raise bad(f"activations must be a list of {len(sizes) - 1}, got {_short(acts)}")
-    for act in acts:
-        _check_activation(act, bad)
+    sizes = s.list(s.key(config, "sizes", "network"), "network.sizes", min_items=2)
+    for i, n in enumerate(sizes):
+        s.whole(n, f"network.sizes[{i}]", least=1)
+    acts = s.list(s.key(config, "activations", "network"), "network.activations")
+    if len(acts) != len(sizes) - 1:
+        raise s.error("network.activations", f"has {len(acts)} item(s), needs {len(sizes) - 1} (one per layer)")
+    for i, act in enumerate(acts):
+        _check_activation(s, act, f"network.activations[{i}]")
     return config
 
 
-def _check_activation(act: Any, bad: Any) -> None:
-    if isinstance(act, dict):
-        if not isinstance(act.get("name"), str) or not all(
-                isinstance(k, str) and type(v) in (int, float) for k, v in act.items() if k != "name"):
-            raise bad(f"activation {_short(act)} must be a name with numeric parameters")
-    elif not isinstance(act, str):
-        raise bad(f"activation {_short(act)} is not a name")
+def _check_activation(s: Schema, act: Any, field: str) -> None:
+    """A name, or an object with a ``name`` and numeric parameters."""
+    if not isinstance(act, dict):
+        s.text(act, field)
+        return
+    s.text(s.key(act, "name", field), s.at(field, "name"))
+    for key, value in act.items():
+        if key != "name":
+            s.number(value, s.at(field, key), finite=False)
 
 
 def _expected_arrays(config: dict[str, Any], path: Any) -> dict[str, tuple[int, ...] | None]:

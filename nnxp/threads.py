@@ -31,7 +31,8 @@ So the default (``threads=None``) is:
    :data:`SAMPLE_SECONDS` from ``/proc/stat`` (Linux; elsewhere the load
    average), at least one and at most the cores this process may use.
 
-An explicit ``threads=N`` (``--threads N``) is always obeyed.  The limit is
+An explicit ``threads=N`` (``--threads N``) is obeyed up to the cores this
+process may use; a larger count is capped there with one warning line.  The limit is
 applied with threadpoolctl to every BLAS/OpenMP pool NumPy (and SciPy) loaded,
 and with ``torch.set_num_threads`` when PyTorch is in use; it is restored
 afterwards.  GPU work is unaffected.
@@ -103,16 +104,28 @@ def _recent_idle_cores(max_age: float = 1.0) -> float:
     return _last_idle[1]
 
 
-def check_threads(threads: Any) -> int | None:
-    """``threads`` as a positive int, or None for the measured default; a clear error otherwise."""
+def check_threads(threads: Any, name: str = "threads") -> int | None:
+    """``threads`` as a positive int, or None for the measured default; a clear error otherwise.
+
+    A count above the cores this process may use (:func:`usable_cores`) is
+    capped there, with one warning line on stderr (``name`` is how the caller
+    calls it, e.g. ``--threads``): more threads than cores only wait for each
+    other, and a count too large for a C int would overflow in the BLAS call.
+    """
     if threads is None or (isinstance(threads, str) and threads.strip().lower() == "auto"):
         return None
     try:
         n = int(threads)
-    except (TypeError, ValueError):
-        raise ConfigError(f"threads must be a positive integer or 'auto', got {threads!r}") from None
-    if n != threads and str(n) != str(threads).strip() or n < 1:
-        raise ConfigError(f"threads must be a positive integer or 'auto', got {threads!r}")
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{name} must be a positive integer or 'auto', got {threads!r}") from None
+    if isinstance(threads, bool) or n != threads and str(n) != str(threads).strip() or n < 1:
+        raise ConfigError(f"{name} must be a positive integer or 'auto', got {threads!r}")
+    cores = usable_cores()
+    if n > cores:
+        shown = f"{name} {n}" if name.startswith("-") else f"{name}={n}"
+        print(f"nnxp: warning: {shown} is more than the {cores} core{'s' if cores != 1 else ''} this "
+              f"process may use: using {cores}", file=sys.stderr, flush=True)
+        n = cores
     return n
 
 
@@ -156,6 +169,7 @@ def limit_threads(n: int) -> Iterator[None]:
     """A ``with`` block in which BLAS/OpenMP pools (threadpoolctl) and PyTorch use ``n`` threads."""
     from threadpoolctl import threadpool_limits
 
+    n = min(int(n), usable_cores())  # callers warn (check_threads); a C int must not overflow
     torch = sys.modules.get("torch")
     previous = torch.get_num_threads() if torch is not None else None
     try:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .backend import to_numpy
-from .divergence import check_epoch
+from .divergence import PROBE_ROWS, check_epoch
 from .errors import ConfigError
 from .kernels import ArrayAPIOps, EpochTotals, ops_for
 from .optim import Optimizer, _positive, get_optimizer
@@ -178,12 +178,15 @@ def fit(
     elif validation_split:
         x, y, val = _hold_out(net, x, y, validation_split, seed)
     n = x.shape[0]
+    probe = x[:min(n, PROBE_ROWS), ...]  # its outputs must stay finite (nnxp.divergence, rule 3)
     history = history if history is not None else History()
     callbacks = list(callbacks)
     out = out or print
     reduce = None  # data-parallel: averages each step's gradients over the ranks
     if distributed is not None:
-        reduce = distributed.prepare(net, optimizer)
+        reduce = distributed.prepare(net, optimizer, settings={  # every rank must run the same loop
+            "epochs": epochs, "batch_size": batch_size, "seed": seed, "schedule": schedule, "shuffle": shuffle,
+            "initial_epoch": initial_epoch, "training rows": n, "validation rows": val and val[0].shape[0]})
         verbose, progress = (verbose, progress) if distributed.is_root else (0, False)
     if progress is None:
         progress = bool(verbose) and (sys.stderr.isatty() or _in_notebook())
@@ -240,7 +243,8 @@ def fit(
             record["samples_per_second"] = n / train_seconds
             # Before the callbacks, so a diverged network is never checkpointed.
             check_epoch(net, optimizer, record, history.records,
-                        float(first_cost) if first_cost is not None and not history.records else None)
+                        float(first_cost) if first_cost is not None and not history.records else None,
+                        probe=probe)
             history.records.append(record)
             for callback in callbacks:  # may add to the record (test_loss, ...) or stop training
                 callback.on_epoch_end(net, optimizer, record, history)

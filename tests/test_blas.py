@@ -206,3 +206,34 @@ print(np.abs(c - (0.25 - 0.5 * (a.astype(np.float64) @ b))).max())
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(nnxp.__file__))))
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) < 1e-4
+
+
+MACHINE_STEP = ((30, 40),), 8, np.float32  # the step resolve() is asked about below
+
+
+@pytest.mark.parametrize("cache,field", [
+    ([1, 2], "not an object"),
+    ({"format": 1, "machines": []}, "machines"),              # machines not an object
+    ({"format": 1, "machines": {"M": [1]}}, 'machines["M"]'),  # a machine's steps not an object
+    ({"format": 1, "machines": {"M": {"S": "mkl"}}}, 'machines["M"]["S"]'),  # an entry not an object
+    ({"format": 1, "machines": {"M": {"S": {"choice": 7}}}}, "choice"),
+    ({"format": 1, "machines": {"M": {"S": {"choice": "openblas", "us": {"openblas": "x"}}}}}, "us"),
+    ({"format": "1", "machines": {}}, "format"),
+    ("{not json", "not valid JSON"),
+])
+def test_a_cache_of_the_wrong_shape_is_measured_again_with_one_warning(two_providers, capsys, cache, field):
+    """Issue 19: valid JSON of the wrong shape gave AttributeError/TypeError on every nnxp train."""
+    machine = choice._machine_key([blas.openblas(), second_provider()])
+    step = choice._step_key(*MACHINE_STEP)
+    text = cache if isinstance(cache, str) else json.dumps(cache).replace('"M"', json.dumps(machine)).replace(
+        '"S"', json.dumps(step))
+    two_providers.write_text(text)
+    assert blas.resolve("auto", *MACHINE_STEP).name in ("openblas", "second")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"nnxp: warning: {two_providers}: ")
+    field = field.replace('"M"', json.dumps(machine)).replace('"S"', json.dumps(step))
+    assert field in err and "measuring again" in err
+    data = json.loads(two_providers.read_text())  # rewritten whole and valid
+    assert data["format"] == 1 and data["machines"][machine][step]["choice"] in ("openblas", "second")
+    blas.resolve("auto", *MACHINE_STEP)
+    assert capsys.readouterr().err == ""  # the new cache is good: no warning the second time

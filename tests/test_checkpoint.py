@@ -58,6 +58,11 @@ def test_round_trip(checkpoint):
     ("training", lambda t: {**t, "history": "none"}, "history is not a list"),
     ("training", lambda t: {**t, "history": [{"loss": "x"}, {}]}, "history is not a list"),
     ("training", lambda t: {**t, "settings": ["a"]}, "settings are not an object"),
+    # issue 19: the history becomes the --metrics file of a resumed run: checked as plot checks it
+    ("training", lambda t: {**t, "history": [t["history"][0], {**t["history"][1], "loss": float("nan")}]},
+     r"training\.history\[1\]\.loss: is nan, not a finite number"),
+    ("training", lambda t: {**t, "history": [t["history"][0], {**t["history"][1], "epoch": 7}]},
+     r"training\.history\[1\]\.epoch: is 7, not 2"),
     ("training", lambda t: [t], "training progress is not an object"),
 ])
 def test_damaged_metadata_is_refused(checkpoint, key, change, message):

@@ -120,3 +120,54 @@ def test_divergence_check_runs_on_strict_device():
     net = nnxp.Network([2, 3, 2], device=strict, seed=0)
     assert all_finite(net.parameters())
     assert all_finite([])
+
+
+def test_one_huge_step_is_caught_by_the_probe_not_saved(capsys, tmp_path, monkeypatch):
+    """Issue 19: one step per epoch, finite weights (~5.6e36) that predict NaN, exit 0 with loss nan."""
+    from conftest import one_line_error, run_cli
+
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "train", "--device", "cpu", "--optimizer", "sgd", "--lr", "1e38",
+                             "--batch-size", "4000", "--epochs", "1", "--quiet", "--save", "m.safetensors")
+    line = one_line_error(err)
+    assert code == 1 and "diverged in epoch 1" in line and "outputs" in line, line
+    assert "test accuracy" not in out and not list(tmp_path.iterdir())  # no model, no checkpoint
+
+
+def _finite_but_overflowing(path):
+    net = nnxp.Network([784, 4, 10], device="cpu")
+    net.set_weights([(np.full(w.shape, 5.6e36, np.float32), np.zeros(b.shape, np.float32))
+                     for w, b in net.get_weights()])
+    net.save(path)
+    return net
+
+
+@pytest.mark.parametrize("command", ["predict", "export", "evaluate"])
+def test_a_model_whose_outputs_overflow_is_refused(capsys, tmp_path, command):
+    pytest.importorskip("onnx") if command == "export" else None
+    from conftest import one_line_error, run_cli
+
+    model = tmp_path / "m.safetensors"
+    _finite_but_overflowing(model)
+    (tmp_path / "x.pgm").write_bytes(b"P5\n2 2\n255\n" + bytes([0, 255, 255, 0]))
+    extra = {"predict": [tmp_path / "x.pgm"], "export": [tmp_path / "m.onnx"], "evaluate": []}[command]
+    code, out, err = run_cli(capsys, command, model, *extra)
+    line = one_line_error(err)
+    assert code == 2 and str(model) in line and "NaN or infinite" in line and "probe" in line, line
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_final_test_loss_nan_is_a_divergence(capsys, tmp_path, monkeypatch):
+    """A NaN test loss exits 1 with one line, never 0 with 'loss nan'; nothing is saved."""
+    import nnxp.cli.train as train_cli
+    from conftest import one_line_error, run_cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("nnxp.train.evaluate", lambda *a, **k: {"loss": float("nan"), "accuracy": 0.1})
+    code, out, err = run_cli(capsys, "train", "--device", "cpu", "--epochs", "1", "--hidden", "4", "--quiet",
+                             "--save", "m.safetensors", "--checkpoint", "c.safetensors")
+    line = one_line_error(err)
+    assert code == 1 and "test loss is nan" in line and "loss nan" not in out, line
+    assert line.endswith("the last good checkpoint is c.safetensors")  # epoch 1 itself was fine
+    assert not (tmp_path / "m.safetensors").exists()
+    del train_cli

@@ -90,3 +90,42 @@ def test_export_command(capsys, tmp_path):
     np.testing.assert_allclose(run_onnx(out, x), host(net.predict(x)), atol=1e-12)
     code, _, err = run_cli(capsys, "export", model, tmp_path / "m.txt")
     assert code == 2 and "must end in .onnx" in one_line_error(err)
+
+
+def test_a_model_over_the_size_threshold_is_written_with_external_data(tmp_path):
+    """Issue 19: a model over 2 GB gave protobuf's EncodeError.  The threshold is a parameter, so a
+    small model stands in: .onnx plus a data file, which onnxruntime loads with the same outputs."""
+    import nnxp.onnx as nnxp_onnx
+
+    net = nnxp.Network([200, 16, 5], device="cpu", seed=4)
+    assert nnxp_onnx.weight_bytes(net) == 4 * (200 * 16 + 16 + 16 * 5 + 5)
+    path = export_onnx(net, tmp_path / "m.onnx", external_above=1000)
+    data = nnxp_onnx.external_data_path(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+    assert path.stat().st_size < 2000 and data.stat().st_size >= nnxp_onnx.weight_bytes(net)  # weights outside
+    x = np.random.default_rng(0).uniform(size=(7, 200)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(path, x), host(net.predict(x)), atol=1e-6, rtol=0)
+    onnx.checker.check_model(str(path))
+    small = export_onnx(net, tmp_path / "small.onnx")  # under the default threshold: one file
+    assert not nnxp_onnx.external_data_path(small).exists()
+
+
+def test_export_command_says_it_wrote_two_files(capsys, tmp_path, monkeypatch):
+    from conftest import one_line_error, run_cli
+
+    import nnxp.onnx as nnxp_onnx
+
+    monkeypatch.setattr(nnxp_onnx, "EXTERNAL_DATA_THRESHOLD", 100)
+    nnxp.Network([20, 16, 5], device="cpu").save(tmp_path / "m.safetensors")
+    code, out, err = run_cli(capsys, "export", tmp_path / "m.safetensors", tmp_path / "m.onnx")
+    assert code == 0, err
+    assert out.startswith(f"wrote {tmp_path / 'm.onnx'} and its weights {tmp_path / 'm.onnx.data'} ")
+    x = np.ones((2, 20), np.float32)
+    assert run_onnx(tmp_path / "m.onnx", x).shape == (2, 5)
+    # the data file is an output too: a model file of that name is never written over
+    model = tmp_path / "x.onnx.data"
+    nnxp.Network([20, 16, 5], device="cpu").save(model)
+    before = model.read_bytes()
+    code, _, err = run_cli(capsys, "export", model, tmp_path / "x.onnx")
+    assert code == 2 and "x.onnx.data" in one_line_error(err) and model.read_bytes() == before
+    assert not (tmp_path / "x.onnx").exists()

@@ -454,10 +454,10 @@ def test_plot_without_test_metrics_and_to_a_chosen_file(capsys, tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("", "has no epochs"),
     ("\n\n", "has no epochs"),
-    ('{"epoch": 1, "loss": 0.5, "accuracy": 0.9}\n{"epoch": 2, "loss": 0.4,\n', "line 2 is not valid JSON"),
-    ('{"epoch": 1, "loss": 0.5}\n', "line 1 has no accuracy"),
-    ('{"epoch": 1, "loss": "low", "accuracy": 0.9}\n', 'line 1: loss is "low", not a number'),
-    ("[1, 2]\n", "line 1 is not a JSON object"),
+    ('{"epoch": 1, "loss": 0.5, "accuracy": 0.9}\n{"epoch": 2, "loss": 0.4,\n', "line 2: is not valid JSON"),
+    ('{"epoch": 1, "loss": 0.5}\n', "line 1.accuracy: is missing"),
+    ('{"epoch": 1, "loss": "low", "accuracy": 0.9}\n', 'line 1.loss: is a string ("low"), not a number'),
+    ("[1, 2]\n", "line 1: is a list ([1, 2]), not an object"),
 ])
 def test_plot_errors_are_one_line(capsys, tmp_path, content, message):
     (tmp_path / "m.jsonl").write_text(content)

@@ -50,7 +50,9 @@ def thread_count(text: str) -> int | None:
     """A positive thread count, or ``auto`` (None: nnxp's measured default)."""
     if text.strip().lower() == "auto":
         return None
-    return positive_int(text)
+    from ..threads import check_threads
+
+    return check_threads(positive_int(text), "--threads")  # capped at the usable cores, with a warning
 
 
 def layer_sizes(text: str) -> list[int]:
@@ -184,12 +186,15 @@ def add_data_arguments(p: Any) -> None:
 
 
 def load_model(path: Path, device: object) -> tuple[object, str | None]:
-    """(network, the dataset it was trained on if the file records it)."""
+    """(network, the dataset it was trained on if the file records it); a network whose
+    outputs on a probe input are not finite is refused."""
+    from ..divergence import check_model_outputs
     from ..network import network_from
     from ..serialization import read_arrays
 
     arrays, metadata = read_arrays(path)
     net = network_from(arrays, metadata, path, device)
+    check_model_outputs(net, path)  # finite weights can still give NaN outputs (a diverged run)
     training = metadata.get("training")
     settings = training.get("settings") if isinstance(training, dict) else None
     dataset = settings.get("dataset") if isinstance(settings, dict) else None

@@ -18,7 +18,7 @@ from ..bench.report import (SCHEMA, TARGETS, format_markdown, format_race, forma
 from ..bench.step import CPU_BATCHES, DEFAULT_SIZES, GPU_BATCHES, run_step_bench
 from ..errors import ConfigError, DataError
 from .args import (add_blas_argument, bench_contenders, check_writable, int_list, nonnegative_float, positive_float, positive_int,
-                   sizes_list)
+                   sizes_list, thread_count)
 
 __all__ = ["add_commands", "cmd_bench"]
 
@@ -55,7 +55,7 @@ def add_commands(commands: Any) -> None:
                    help="time each contender in its own process, the processes taking turns one sample each "
                         "per round, so no library's idle threads spin beside another's (what the README "
                         "tables use); without it all run in this process, interleaved (--order)")
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=thread_count, default=None,
                    help="threads for NumPy's BLAS and torch (default: the BLAS's current count)")
     add_blas_argument(p)
     p.add_argument("--max-foreign-load", type=nonnegative_float, default=0.25, metavar="CORES",

@@ -8,7 +8,7 @@ from typing import Any
 
 from .._extras import install_hint
 from ..errors import ConfigError
-from .args import check_writable
+from .args import check_distinct, check_writable
 
 __all__ = ["add_commands", "cmd_export"]
 
@@ -25,13 +25,21 @@ def add_commands(commands: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..onnx import OPSET, export_onnx
+    from ..divergence import check_model_outputs
+    from .. import onnx as onnx_module
+    from ..onnx import OPSET, export_onnx, external_data_path, weight_bytes
     from ..network import load
 
     if args.output.suffix.lower() != ".onnx":
         raise ConfigError(f"{args.output}: the output file name must end in .onnx")
     check_writable(args.output)
     net = load(args.model, device="cpu")
+    check_model_outputs(net, args.model)  # finite weights can still give NaN outputs (a diverged run)
+    data = external_data_path(args.output) if weight_bytes(net) > onnx_module.EXTERNAL_DATA_THRESHOLD else None
+    if data is not None:  # a second output: checked like the first
+        check_distinct({"OUT.onnx": args.output, "its weights": data}, {"MODEL": args.model})
+        check_writable(data)
     export_onnx(net, args.output)
-    print(f"wrote {args.output} ({'-'.join(map(str, net.sizes))}, {net.dtype_name}, ONNX opset {OPSET})")
+    files = f"{args.output} and its weights {data}" if data is not None else f"{args.output}"
+    print(f"wrote {files} ({'-'.join(map(str, net.sizes))}, {net.dtype_name}, ONNX opset {OPSET})")
     return 0

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import __version__
 from ..errors import ConfigError, DataError, DivergenceError
 from .table import TrainingData, add_table_arguments, load_table_data
@@ -204,6 +206,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
     """The run on ``backend``; ``dist`` (a DataParallel) for one rank of a distributed run, or None."""
     from ..checkpoint import check_settings, save_trained_model
+    from ..divergence import check_result
     from ..network import Network
     from ..optim import get_optimizer
     from ..threads import choose_threads
@@ -231,7 +234,12 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
                           "of the training data held out)")
     save_path, ckpt_path = _output_paths(args)
 
+    if dist is not None:  # before any other collective: a mismatch is one line, never a corrupt broadcast
+        dist.agree(_must_match(args, checkpoint), "start every rank with the same nnxp train command")
     data = _training_data(args, dist)
+    if dist is not None:
+        dist.agree({"the training data": _digest(data.x, data.y)},
+                   "give every rank the same data files (--dataset, --data-dir or --data)")
     if checkpoint is None:
         sizes = [data.x.shape[1], *args.hidden, data.n_outputs]
         output = "identity" if data.regression and args.output == "softmax" else args.output
@@ -297,21 +305,23 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
                       callbacks=callbacks, verbose=int(fit_verbose), progress=verbose and sys.stderr.isatty(),
                       threads=threads, cuda_graphs=args.cuda_graphs, distributed=dist, blas=args.blas)
     except DivergenceError as exc:
-        good = ckpt_path if saver is not None and saver.written else good
-        kept = (f"; the last good checkpoint is {good}" if good is not None
-                else "; no checkpoint was written (it diverged in the first epoch)")
-        raise DivergenceError(f"{exc}{kept}") from None
+        raise _with_last_good(exc, ckpt_path if saver is not None and saver.written else good,
+                              "it diverged in the first epoch") from None
     if stopper is not None and stopper.stopped_epoch and root and not fit_verbose:  # else fit said it
         print(stopper.summary())
-    if save_path is not None and root:
-        save_trained_model(save_path, net, history, settings, extra_metadata=data.metadata)
     if data.test is not None:
-        scores = evaluate(net, *data.test)  # the test split, once
+        scores = evaluate(net, *data.test)  # the test split, once, before the model is saved
+        try:
+            check_result(scores, "the test loss", optimizer.lr)  # a NaN test loss is a divergence (exit 1)
+        except DivergenceError as exc:
+            raise _with_last_good(exc, ckpt_path if saver is not None and saver.written else good, "") from None
         result = f"test accuracy {100 * scores['accuracy']:.2f}% (loss {scores['loss']:.4f})"
     else:
         from .table import final_scores
 
         result = final_scores(net, data)
+    if save_path is not None and root:
+        save_trained_model(save_path, net, history, settings, extra_metadata=data.metadata)
     where = f"; model saved to {save_path}" if save_path is not None else ""
     weights = (f" (the weights of epoch {stopper.best_epoch})"
                if stopper is not None and stopper.restored else "")
@@ -319,6 +329,37 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
         done = int(history.last['epoch'])
         print(f"{result} after {done} {'epoch' if done == 1 else 'epochs'}{weights}{where}")
     return 0
+
+
+# Flags every rank of a distributed run must share, in the order a mismatch is reported.
+_MUST_MATCH = ("dataset", "download", "hidden", "activation", "output", "loss", "init", "dropout", "dtype", "optimizer",
+               "lr", "momentum", "weight_decay", "schedule", "epochs", "batch_size", "seed", "val_split", "patience")
+
+
+def _must_match(args: argparse.Namespace, checkpoint: Any) -> dict[str, Any]:
+    """{flag: value} of the settings every rank must share (after --resume filled them in)."""
+    settings = {"--" + key.replace("_", "-"): getattr(args, key) for key in _MUST_MATCH}
+    if checkpoint is not None:
+        settings["--resume"] = {"epoch": checkpoint.epoch, "optimizer": checkpoint.optimizer.config()}
+    return settings
+
+
+def _digest(*arrays: Any) -> str:
+    """SHA-256 of the training inputs and targets (every rank must train on the same data)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(repr((a.shape, str(a.dtype))).encode())
+        h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
+    return h.hexdigest()[:16]
+
+
+def _with_last_good(exc: DivergenceError, good: Path | None, why_none: str) -> DivergenceError:
+    """``exc`` with the last good checkpoint named (or why there is none)."""
+    kept = (f"; the last good checkpoint is {good}" if good is not None
+            else f"; no checkpoint was written{f' ({why_none})' if why_none else ''}")
+    return DivergenceError(f"{exc}{kept}")
 
 
 def _resume_command(checkpoint: Path, args: argparse.Namespace) -> str:

@@ -29,7 +29,7 @@ from typing import Union
 
 import numpy as np
 
-from nnxp.errors import DataError
+from nnxp.errors import DataError, ShapeError
 from nnxp.data.download import download as _download_files
 from nnxp.data.idx import IMAGES_MAGIC, LABELS_MAGIC, _expect_magic, _read_bytes, read_images, read_labels
 
@@ -118,8 +118,30 @@ class Dataset:
 
 
 def image_inputs(images: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) uint8 images -> (N, 784) float32 network inputs in [0, 1] (pixel / 255)."""
-    flat = np.asarray(images).reshape(len(images), -1).astype(np.float32)
+    """(N, 28, 28) uint8 images -> (N, 784) float32 network inputs in [0, 1] (pixel / 255).
+
+    Any (N, H, W) or (N, pixels) array of real numbers from 0 to 255 is
+    accepted; anything else (one image without its batch axis, an empty
+    batch, an object or complex array, NaN, values outside 0..255) is a
+    :class:`~nnxp.errors.ShapeError` naming the problem.
+    """
+    images = np.asarray(images)
+    if images.dtype.kind not in "uif" or images.dtype.kind == "b":
+        raise ShapeError(f"images must be an array of pixel values (uint8 or float), got dtype {images.dtype}"
+                         f"{' (object: mixed or missing values)' if images.dtype == object else ''}")
+    if images.ndim not in (2, 3):
+        raise ShapeError(f"images must be (N, height, width) or (N, pixels), got a {images.ndim}-D array of "
+                         f"shape {images.shape}; for one image use images[None]")
+    if images.shape[0] == 0 or images.size == 0:
+        raise ShapeError(f"images hold no image (shape {images.shape}): give at least one")
+    if images.dtype.kind == "f":
+        if not np.isfinite(images).all():
+            raise ShapeError("images hold NaN or infinite pixel values: give pixel values from 0 to 255")
+    low, high = images.min(), images.max()
+    if low < 0 or high > 255:
+        raise ShapeError(f"images hold pixel values from {low} to {high}: give values from 0 to 255 "
+                         "(image_inputs divides by 255)")
+    flat = images.reshape(len(images), -1).astype(np.float32)
     flat *= np.float32(1.0 / 255.0)
     return flat
 

@@ -9,6 +9,9 @@ Data-parallel training needs only four things from it:
   global batch, so a sum is the global mean even when shards differ in size.
 - ``broadcast(buf, root=0)``: rank ``root``'s array on every rank.
 - ``allreduce_host(values)``: the sum of a few Python floats (epoch metrics).
+- ``allgather_bytes(data)``: every rank's bytes, on every rank (the start-up
+  agreement check, :mod:`nnxp.distributed.agree`); lengths are gathered
+  first, so the receive buffer is sized from them.
 - ``abort(code)``: end the whole job now, without waiting for anyone (a rank
   that failed cannot take part in a barrier; see :mod:`nnxp.distributed.faults`).
 
@@ -59,6 +62,9 @@ class Communicator(Protocol):
     def allreduce_host(self, values: Sequence[float]) -> list[float]:
         """Sums of a few host numbers over all ranks (float64)."""
 
+    def allgather_bytes(self, data: bytes) -> list[bytes]:
+        """Every rank's ``data``, in rank order, on every rank."""
+
     def abort(self, code: int) -> None:
         """End every rank of the job now; does not return."""
 
@@ -108,6 +114,15 @@ class MPICommunicator:
         self.comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
         return [float(v) for v in buf]
 
+    def allgather_bytes(self, data: bytes) -> list[bytes]:
+        lengths = np.zeros(self.size, dtype=np.int64)  # first the lengths: the buffer is sized from them
+        self.comm.Allgather(np.array([len(data)], dtype=np.int64), lengths)
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        gathered = np.empty(max(1, int(lengths.sum())), dtype=np.uint8)
+        self.comm.Allgatherv(np.frombuffer(data, dtype=np.uint8),
+                             [gathered, lengths.tolist(), offsets.tolist(), self._MPI.BYTE])
+        return [gathered[o:o + n].tobytes() for o, n in zip(offsets.tolist(), lengths.tolist())]
+
     def abort(self, code: int) -> None:
         _flush()
         if "OMPI_COMM_WORLD_RANK" in os.environ:
@@ -150,6 +165,9 @@ class NCCLCommunicator:
 
     def allreduce_host(self, values: Sequence[float]) -> list[float]:
         return self.mpi.allreduce_host(values)
+
+    def allgather_bytes(self, data: bytes) -> list[bytes]:
+        return self.mpi.allgather_bytes(data)
 
     def abort(self, code: int) -> None:
         comm = getattr(self.nccl, "_comm", None)

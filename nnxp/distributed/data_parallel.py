@@ -38,6 +38,7 @@ import numpy as np
 from array_api_compat import array_namespace, is_writeable_array
 
 from ..errors import ConfigError
+from .agree import check_agreement
 from .faults import DEFAULT_TIMEOUT, Watchdog, install_excepthook
 
 __all__ = ["DataParallel", "shard_bounds"]
@@ -83,13 +84,32 @@ class DataParallel:
         return f"DataParallel(rank {self.rank} of {self.size}, {getattr(self.comm, 'name', 'comm')})"
 
     # -- before training -------------------------------------------------------------
-    def prepare(self, net: Any, optimizer: Any) -> Callable[[Sequence[Any]], list[Any]]:
+    def agree(self, settings: dict[str, Any], fix: str) -> None:
+        """ConfigError on every rank unless all ranks have the same ``settings``
+        (:func:`nnxp.distributed.agree.check_agreement`)."""
+        with self.watchdog.watch("the start-up agreement check"):
+            check_agreement(self.comm, settings, fix)
+        self.watchdog.disarm()
+
+    def prepare(self, net: Any, optimizer: Any,
+                settings: dict[str, Any] | None = None) -> Callable[[Sequence[Any]], list[Any]]:
         """Make every rank start from rank 0's parameters and optimizer state.
+
+        First every rank checks that all ranks have the same network
+        description, optimizer settings, ``settings`` (``fit``'s: epochs,
+        batch size, seed, ...) and the same shapes and dtypes of the arrays
+        broadcast next (:meth:`agree`), so a mismatch is one ConfigError on
+        every rank, never a broadcast into a buffer of another size.
 
         Returns the gradient reduction for ``Network.train_step(..., reduce=)``:
         :meth:`average_gradients`.
         """
         self._flat, self._views, self._layout = None, [], []  # this run's buffers are made on its first step
+        layout = [[list(a.shape), str(a.dtype)] for a in net.parameters()]
+        state = {name: [[list(a.shape), str(a.dtype)] for a in bufs] for name, bufs in optimizer.state.items()}
+        self.agree({"the network": net.config(), "the optimizer": optimizer.config(), **(settings or {}),
+                    "the parameter shapes": layout, "the optimizer state": state},
+                   "build the same network and optimizer, and train with the same arguments, on every rank")
         self._broadcast(net.parameters(), "parameters")
         for name, buffers in optimizer.state.items():
             self._broadcast(buffers, f"optimizer state {name!r}")

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..errors import DataError
+from ..io.schema import Schema
 
 __all__ = ["REQUIRED_KEYS", "OPTIONAL_KEYS", "read_metrics"]
 
@@ -18,10 +19,12 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, float]]:
     """The per-epoch records of a ``nnxp train --metrics`` JSON-lines file, or of the
     history a model or checkpoint file written by ``nnxp train`` records, in epoch order.
 
-    Each non-blank line must be a JSON object with numbers under ``epoch``,
-    ``loss`` and ``accuracy``; ``val_loss``, ``val_accuracy``, ``seconds`` and
-    ``samples_per_second`` are optional.  Raises :class:`DataError` naming the
-    file and line otherwise.
+    Each non-blank line must be a JSON object with a whole number >= 1 under
+    ``epoch`` and finite numbers under ``loss`` and ``accuracy``; ``val_loss``,
+    ``val_accuracy``, ``test_loss``, ``test_accuracy``, ``seconds`` and
+    ``samples_per_second`` are optional (finite numbers when present).
+    Raises :class:`DataError` naming the file and the field
+    (``line 3.loss``, ``training.history[2].loss``) otherwise.
     """
     path = Path(path)
     what = "give the file nnxp train --metrics wrote, or its model or checkpoint file"
@@ -43,9 +46,10 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, float]]:
         if not line.strip():
             continue
         try:
-            lines.append((number, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {number} is not valid JSON ({exc.msg}): {what}") from None
+            lines.append((f"line {number}", json.loads(line)))
+        except (json.JSONDecodeError, RecursionError) as exc:
+            why = getattr(exc, "msg", "nested too deeply")
+            raise DataError(f"{path}: line {number}: is not valid JSON ({why}); {what}") from None
     return _check_records(path, lines, what)
 
 
@@ -59,31 +63,28 @@ def _is_model_file(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 0
 
 
-def _history_of(path: Path) -> list[tuple[int, object]]:
-    """(epoch number, record) of the history a model or checkpoint file records."""
+def _history_of(path: Path) -> list[tuple[str, object]]:
+    """(field name, record) of the history a model or checkpoint file records."""
     from ..checkpoint import read_training
 
     history = read_training(path).get("history")
     if not isinstance(history, list):
-        raise DataError(f"{path} records no training history (a model saved by the library, not "
-                        "nnxp train?): give the file nnxp train --metrics wrote")
-    return list(enumerate(history, start=1))
+        raise DataError(f"{path}: training.history: is missing (a model saved by the library, not "
+                        "nnxp train?); give the file nnxp train --metrics wrote")
+    return [(f"training.history[{i}]", record) for i, record in enumerate(history)]
 
 
-def _check_records(path: Path, lines: list[tuple[int, object]], what: str) -> list[dict[str, float]]:
+def _check_records(path: Path, lines: list[tuple[str, object]], what: str) -> list[dict[str, float]]:
+    """The records, each checked (:mod:`nnxp.io.schema`): ``epoch`` a whole number >= 1, the
+    required and optional keys finite numbers; other keys are kept as they are."""
+    s = Schema(path, what)
     records = []
-    for number, record in lines:
-        if not isinstance(record, dict):
-            raise DataError(f"{path} line {number} is not a JSON object: {what}")
-        missing = [key for key in REQUIRED_KEYS if key not in record]
-        if missing:
-            raise DataError(f"{path} line {number} has no {' or '.join(missing)}: each line needs "
-                            f"{', '.join(REQUIRED_KEYS)}; {what}")
-        for key in REQUIRED_KEYS + OPTIONAL_KEYS:
-            value = record.get(key, 0.0)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise DataError(f"{path} line {number}: {key} is {json.dumps(value)[:40]}, "
-                                f"not a number; {what}")
+    for field, record in lines:
+        s.object(record, field)
+        s.whole(s.key(record, "epoch", field), s.at(field, "epoch"), least=1)
+        for key in REQUIRED_KEYS[1:] + OPTIONAL_KEYS:
+            if key in record or key in REQUIRED_KEYS:
+                s.number(s.key(record, key, field), s.at(field, key))
         records.append(record)
     if not records:
         raise DataError(f"{path} has no epochs (the file is empty): nnxp train --metrics {path} "

@@ -4,6 +4,11 @@
 with ``fit(..., distributed=...)``; each rank writes its final weights to
 ``OUT/<scenario>.rank<r>.npz`` (the test compares them with one process).
 
+``python mpi_worker.py agree OUT``: ``nnxp train --distributed`` with one
+setting different on each rank, case after case (``AGREEMENT_CASES``), and the
+library's ``fit``/``prepare`` with different networks or seeds; each rank
+writes ``OUT/agree.rank<r>.json``: {case: [exit status, stderr]}.
+
 ``python mpi_worker.py fault OUT MODE``: two epochs with a checkpoint after
 each (rank 0), then in epoch 2 rank 1 raises (``raise``), kills itself
 (``die``) or hangs (``hang``, with a 3 s collective timeout).  ``idle``:
@@ -94,6 +99,51 @@ def equality(out: Path) -> None:
                  val_loss=last["val_loss"], val_accuracy=last["val_accuracy"], **arrays)
 
 
+# (flag, value on rank 0, value on rank 1)
+AGREEMENT_CASES = [("--seed", "0", "1"), ("--lr", "0.1", "0.2"), ("--optimizer", "sgd", "adam"),
+                   ("--dropout", "0", "0.2"), ("--schedule", "constant", "cosine"), ("--hidden", "8", "16"),
+                   ("--dtype", "float32", "float64"), ("--batch-size", "50", "60")]
+
+
+def agree(out: Path) -> None:
+    """Every case in one job: the error that would stop the job is raised instead (and reported)."""
+    import contextlib
+    import io
+    import json
+
+    import nnxp.distributed.faults as faults
+    from nnxp.cli import main
+
+    def stop_job(comm, exc):  # the CLI reports it (one line, exit 2); the job goes on to the next case
+        raise exc
+
+    faults.stop_job = stop_job
+    rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
+    results = {}
+    for flag, *values in AGREEMENT_CASES:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(["train", "--distributed", "--device", "cpu", "--epochs", "1", "--hidden", "8",
+                         "--no-save", "-q", flag, values[rank]])
+        results[flag] = [code, err.getvalue()]
+    dp = init()
+    x, y, _, _ = problem()
+    for case, make in [("sizes", lambda: nnxp.Network([6, 5 + rank, 3], seed=3)),
+                       ("dtype", lambda: nnxp.Network(SIZES, seed=3, dtype=["float32", "float64"][rank]))]:
+        try:
+            dp.prepare(make(), nnxp.optim.get_optimizer("adam"))
+            results[case] = [0, ""]
+        except nnxp.ConfigError as exc:
+            results[case] = [2, str(exc)]
+    try:
+        nnxp.fit(nnxp.Network(SIZES, seed=3), x, y, epochs=1, batch_size=BATCH, verbose=0, distributed=dp,
+                 seed=rank)
+        results["fit seed"] = [0, ""]
+    except nnxp.ConfigError as exc:
+        results["fit seed"] = [2, str(exc)]
+    (out / f"agree.rank{rank}.json").write_text(json.dumps(results))
+
+
 class Fault(nnxp.Callback):
     def __init__(self, dp, mode: str, path: Path):
         self.dp, self.mode, self.path = dp, mode, path
@@ -136,5 +186,7 @@ if __name__ == "__main__":
     command, out = sys.argv[1], Path(sys.argv[2])
     if command == "equality":
         equality(out)
+    elif command == "agree":
+        agree(out)
     else:
         fault(out, sys.argv[3])

@@ -85,6 +85,7 @@ def test_command_on_two_ranks_matches_one_process_and_resumes_on_any_n(mpiexec, 
 
 
 def test_readme_example_runs_on_two_ranks(mpiexec, tmp_path):
+    """The library example of docs/distributed.md (formerly the README's), on 2 ranks."""
     from docs_harness import example_block
 
     example = example_block("nnxp.distributed", "docs/distributed.md")
@@ -122,3 +123,26 @@ def test_the_watchdog_sleeps_between_fits(mpiexec, tmp_path):
     done = mpiexec([sys.executable, mpi_worker.__file__, "fault", str(tmp_path), "idle"], n=2, timeout=90)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("finished all epochs") == 2
+
+
+def test_ranks_with_different_settings_stop_with_one_line_naming_it(mpiexec, tmp_path):
+    """Issue 19: different --seed/--lr/--optimizer/--dropout/--schedule trained silently (exit 0);
+    different --hidden/--dtype corrupted the heap in the start-up broadcast, --batch-size crashed.
+    One job runs every case (the worker raises the error that would stop the job, and goes on)."""
+    done = mpiexec([sys.executable, mpi_worker.__file__, "agree", str(tmp_path)], n=2, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"agree.rank{r}.json").read_text()) for r in (0, 1)]
+    for flag, zero, one in mpi_worker.AGREEMENT_CASES:
+        for rank, results in enumerate(ranks):
+            code, err = results[flag]
+            line = error_line(err)
+            assert code == 2, (flag, rank, err)
+            # (the job would add "rank R/N: " and "; stopping all ranks" around it: faults.stop_job)
+            assert line.startswith(f"nnxp: error: the ranks disagree on {flag}: "), line
+            values = line.split(": ", 3)[3]  # e.g. "[8] on rank 0, [16] on rank 1; start ..."
+            assert zero in values.split(" on rank 0, ")[0] and one in values.split(" on rank 0, ")[1], line
+            assert "on rank 1; " in line and "start every rank with the same nnxp train command" in line
+    for case, key in [("sizes", "the network"), ("dtype", "the network"), ("fit seed", "seed")]:
+        for results in ranks:
+            code, message = results[case]
+            assert code == 2 and message.startswith(f"the ranks disagree on {key}: "), (case, message)

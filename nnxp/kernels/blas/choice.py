@@ -18,6 +18,9 @@ process (:func:`set_blas`).  ``auto`` means:
   machine (CPU, cores, library versions and thread counts) and step shape in
   ``<nnxp cache>/blas-choice.json`` (``$NNXP_CACHE_DIR``, else
   ``~/.cache/nnxp``), written atomically; delete that file to calibrate again.
+  A cache that cannot be read or is not of that shape is only a cache: one
+  warning line (naming the file and the field), then the step is measured
+  again and the file rewritten; it never stops training.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import BackendError, ConfigError
+from ...errors import BackendError, ConfigError, DataError
+from ...io.schema import Schema, shown
 from .providers import PROVIDERS, Provider, openblas, provider
 
 __all__ = ["MIN_FLOPS", "SETTINGS", "blas_setting", "cache_path", "calibrate", "check_setting", "resolve",
@@ -147,19 +152,58 @@ def calibrate(providers: Sequence[Provider], shapes: Sequence[tuple[int, int]], 
 
 
 def _read_cache(path: Path) -> dict[str, Any]:
+    """The cache's contents, checked (:mod:`nnxp.io.schema`); ``{}`` when there is none.
+
+    A broken cache (unreadable, not JSON, or JSON of another shape) is only a
+    cache: one warning line on stderr, then ``{}``, so the step is measured
+    again and the file rewritten whole.  It never stops training.
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return {}
-    if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT or not isinstance(data.get("machines"), dict):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        why = getattr(exc, "strerror", None) or "not valid JSON"
+        _warn(f"{path}: {why}; {_CACHE_FIX}")
         return {}
+    try:
+        return _checked_cache(data, path)
+    except DataError as exc:
+        _warn(str(exc))
+        return {}
+
+
+_CACHE_FIX = "measuring again and rewriting the cache"
+
+
+def _warn(message: str) -> None:
+    print(f"nnxp: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _checked_cache(data: Any, path: Path) -> dict[str, Any]:
+    """``{"format": 1, "machines": {machine: {step: {"choice": name, "us": {name: us}, "date": text}}}}``."""
+    s = Schema(path, _CACHE_FIX)
+    s.object(data, "")
+    if s.key(data, "format", "") != _CACHE_FORMAT:
+        raise s.error("format", f"is {shown(data['format'])}, this nnxp writes {_CACHE_FORMAT}")
+    for machine, steps in s.object(s.key(data, "machines", ""), "machines").items():
+        where = s.at("machines", machine)
+        for step, entry in s.object(steps, where).items():
+            field = s.at(where, step)
+            s.object(entry, field)
+            s.text(s.key(entry, "choice", field), s.at(field, "choice"))
+            us = s.object(s.key(entry, "us", field, {}), s.at(field, "us"))
+            for name, value in us.items():
+                s.number(value, s.at(s.at(field, "us"), name), least=0.0)
+            s.text(s.key(entry, "date", field, ""), s.at(field, "date"))
     return data
 
 
-def _write_cache(path: Path, machine: str, step: str, entry: dict[str, Any]) -> None:
+def _write_cache(path: Path, data: dict[str, Any], machine: str, step: str, entry: dict[str, Any]) -> None:
+    """``data`` (the checked cache, or ``{}``) with ``entry`` added, written atomically."""
     from ..._files import atomic_write_bytes
 
-    data = _read_cache(path) or {"format": _CACHE_FORMAT, "machines": {}}
+    data = data or {"format": _CACHE_FORMAT, "machines": {}}
     data["machines"].setdefault(machine, {})[step] = entry
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +231,8 @@ def resolve(setting: str | None, shapes: Sequence[tuple[int, int]], batch: int, 
         return base
     machine, step = _machine_key(candidates), _step_key(shapes, batch, dtype)
     path = cache_path()
-    cached = _read_cache(path).get("machines", {}).get(machine, {}).get(step)
+    data = _read_cache(path)
+    cached = data.get("machines", {}).get(machine, {}).get(step)
     if isinstance(cached, dict) and cached.get("choice") in PROVIDERS:
         try:
             return provider(cached["choice"])
@@ -196,7 +241,7 @@ def resolve(setting: str | None, shapes: Sequence[tuple[int, int]], batch: int, 
     seconds = calibrate(candidates, shapes, batch, dtype)
     best = min(seconds, key=seconds.get)
     choice = best if seconds[best] < MARGIN * seconds["openblas"] else "openblas"
-    _write_cache(path, machine, step, {
+    _write_cache(path, data, machine, step, {
         "choice": choice, "us": {k: round(v * 1e6, 1) for k, v in seconds.items()},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
     return provider(choice)

@@ -1,0 +1,1 @@
+"""Reading files: schemas that check what a file holds (:mod:`nnxp.io.schema`)."""
