@@ -83,7 +83,7 @@ PYEOF
 
 step "tests" pytest.txt "$PY" -m pytest -ra
 step "launch counts (CPU emulation)" launches.txt \
-    "$PY" -m nnxp.bench.launches --markdown
+    "$PY" scripts/launches.py --markdown
 cp "$OUT/launches.txt" "$OUT/launches.md" 2>/dev/null
 # shellcheck disable=SC2086  # BENCH_ARGS is split on purpose
 step "step benchmark (cuda)" gpu-bench.txt \

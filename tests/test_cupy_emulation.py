@@ -1,4 +1,4 @@
-"""nnxp's CuPy path, run on the CPU EMULATION of CuPy (nnxp.kernels.cupy_emulation), equals the generic path.
+"""nnxp's CuPy path, run on the CPU EMULATION of CuPy (support.cupy_emulation), equals the generic path.
 
 EMULATION: the kernels' bodies are compiled as C++ by the system compiler and
 run over NumPy buffers with CuPy's call rules.  This proves the CuPy path's
@@ -28,7 +28,7 @@ from nnxp.activations import ACTIVATIONS, get_activation
 
 from conftest import OPTIMIZERS, make_backend
 
-em = pytest.importorskip("nnxp.kernels.cupy_emulation")
+em = pytest.importorskip("support.cupy_emulation")
 
 HIDDEN = sorted(name for name in ACTIVATIONS if name != "softmax")
 LOSSES = [("squared_error", "sigmoid"), ("cross_entropy", "softmax")]
@@ -266,8 +266,8 @@ STEP_BUDGET = 12  # kernel launches per step for 784-H-10 (issue 9); allocations
 
 
 def per_step_counts(backend, optimizer: str, fast: bool = True) -> dict:
-    """Per steady-state step of fit, 784-64-10, batch 32 (nnxp.bench.launches counts them)."""
-    from nnxp.bench.launches import per_step_counts as counts
+    """Per steady-state step of fit, 784-64-10, batch 32 (tests/support/launches.py counts them)."""
+    from support.launches import per_step_counts as counts
 
     return counts(backend, OPTIMIZERS[optimizer], fast=fast, sizes=(784, 64, 10), batch=32)
 

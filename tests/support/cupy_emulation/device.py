@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...backend import EMULATED_CUPY, Backend
+from nnxp.backend import EMULATED_CUPY, Backend
 
 class EmulationUnavailable(RuntimeError):
     """No C++ compiler: the emulation cannot run (tests skip with this reason)."""
@@ -253,6 +253,13 @@ class EmulatedBackend(Backend):
     CuPy's executor running on this EMULATION."""
 
     __slots__ = ()
+
+    @property
+    def cupy_module(self) -> Any:
+        """The stand-in ``cupy`` module that ``nnxp.kernels.ops_for`` gives to ``CuPyOps``."""
+        from .runtime import cupy
+
+        return cupy
 
     def asarray(self, data: Any, dtype: Any, *, copy: bool = False) -> Any:
         return _on_device(super().asarray(data, dtype, copy=copy))
