@@ -173,23 +173,25 @@ class FusedStep:
                 and all(p is q for p, q in zip(params, self.params)))
 
     # -- one step --------------------------------------------------------------------
-    def step(self, net: Any, x: Any, y: Any, optimizer: Any, totals: Any, scalars: Any = None) -> Any:
+    def step(self, net: Any, x: Any, y: Any, optimizer: Any, totals: Any, scalars: Any = None,
+             gemm: Any = None) -> Any:
         """One training step; returns a_L (a buffer, valid until the next step).
 
-        ``scalars`` (for CUDA-graph capture): the device array the update reads the
-        per-step scalars from (:meth:`scalar_values`); then the products go through
-        the raw cuBLAS binding and the step is not counted here (the replay does).
+        For CUDA-graph capture: ``scalars``, the device array the update reads the
+        per-step scalars from (:meth:`scalar_values`; the step is then not counted
+        here, the replay does), and ``gemm(a, b, out)``, products that a capture can
+        record (:class:`nnxp.kernels.cublas_capture.CaptureBlas`; ``cupy.matmul``
+        cannot be captured).
         """
         from .cupy_kernels import _BACKWARD_OF, _FORWARD_OF
         from .cupy_kernels import kernel as _kernel
-        from .cupy_graph import gemm
 
         ops, cp = self.ops, self.cp
         capture = scalars is not None
 
         def product(a, b, key=None, out=None):
             out = out if out is not None else ops.buffer(key, (a.shape[0], b.shape[1]), a.dtype)
-            return gemm(cp, a, b, out) if capture else cp.matmul(a, b, out=out)
+            return gemm(a, b, out) if gemm is not None else cp.matmul(a, b, out=out)
 
         rows = int(x.shape[0])
         dtype = str(x.dtype)
