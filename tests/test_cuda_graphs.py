@@ -195,3 +195,19 @@ def test_a_failed_capture_falls_back_to_eager_fused_steps_with_one_line(emulated
     assert "cuda_graph" not in em.COUNTERS.by_name
     for a, b in zip(fallen_back, eager):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_product_never_imports_test_support():
+    """The emulation is test support (tests/support): nothing under nnxp/ imports it."""
+    import ast
+    from pathlib import Path
+
+    package = Path(nnxp.__file__).resolve().parent
+    offenders = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(package)}: {n}" for n in names
+                          if n.split(".")[0] in ("support", "tests", "conftest") or "emulation" in n]
+    assert offenders == []

@@ -98,13 +98,15 @@ def _pointer(x: Any) -> int:
 class CaptureBlas:
     """nnxp's own cuBLAS handle for CUDA-graph capture: bound before capture, then ``cublasGemmEx``."""
 
-    def __init__(self, cp: Any) -> None:
+    def __init__(self, cp: Any, library: Any = None, workspace: Any = None) -> None:
+        """``library``: the cuBLAS library (default :func:`loaded_cublas`); ``workspace``: a byte
+        array for cuBLAS (default :data:`WORKSPACE_BYTES` on the device)."""
         self.cp = cp
-        self.library = loaded_cublas(cp)
+        self.library = library if library is not None else loaded_cublas(cp)
         handle = ctypes.c_void_p()
         self._check("cublasCreate_v2", self.library.cublasCreate_v2(ctypes.byref(handle)))
         self.handle = handle.value
-        self.workspace = cp.empty((WORKSPACE_BYTES,), dtype=np.uint8)
+        self.workspace = workspace if workspace is not None else cp.empty((WORKSPACE_BYTES,), dtype=np.uint8)
         self._scalars = {d: (np.ones((), d), np.zeros((), d)) for d in _DATA_TYPE}  # alive as long as the handle
 
     @staticmethod
@@ -116,7 +118,7 @@ class CaptureBlas:
         """Before ``begin_capture``: the handle runs on the capture stream, in the preallocated workspace."""
         self._check("cublasSetStream_v2", self.library.cublasSetStream_v2(self.handle, stream_ptr))
         self._check("cublasSetWorkspace_v2", self.library.cublasSetWorkspace_v2(
-            self.handle, _pointer(self.workspace), WORKSPACE_BYTES))
+            self.handle, _pointer(self.workspace), int(self.workspace.nbytes)))
 
     def gemm(self, a: Any, b: Any, out: Any) -> Any:
         """``out = a @ b`` (2-D, ``out`` C-contiguous) by ``cublasGemmEx`` on the bound stream.
