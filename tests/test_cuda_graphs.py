@@ -211,3 +211,57 @@ def test_the_product_never_imports_test_support():
             offenders += [f"{path.relative_to(package)}: {n}" for n in names
                           if n.split(".")[0] in ("support", "tests", "conftest") or "emulation" in n]
     assert offenders == []
+
+
+# -- same seed, same result, whatever the order GPU threads run in ------------------------------
+
+# The bias gradient summed by atomic float adds (the fused step's kernel before issue 18), for the check
+# below to show that thread order does change such a sum.
+_ATOMIC_BIAS_BACKWARD = r"""
+typedef float T;
+extern "C" __global__ void nnxp_bias_backward_tanh_float32(const T* a_, T* g_, T* db, long long rows,
+        long long cols, T alpha, T c) {
+    long long n = rows * cols;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x) {
+        const T a = a_[i];
+        T g = g_[i] * ((T)1 - a * a);
+        g_[i] = g;
+        atomicAdd(&db[i % cols], g);  /* db starts at 0: the flat update zeroes the gradients it read */
+    }
+}
+"""
+
+
+def shuffled_fit(backend, seed):
+    """Weights and loss history of a float32 fit, the emulated threads shuffled with ``seed``."""
+    em.THREAD_ORDER.shuffle(seed)
+    try:
+        rng = np.random.default_rng(1)
+        x, y = rng.normal(size=(300, 8)), rng.integers(0, 3, 300)
+        net = nnxp.Network([8, 64, 3], hidden="tanh", seed=4, device=backend, dtype="float32")
+        history = net.fit(x, y, epochs=2, batch_size=128, optimizer=nnxp.SGD(lr=0.1), verbose=0)
+        return [w for pair in net.get_weights() for w in pair], history["loss"]
+    finally:
+        em.THREAD_ORDER.shuffle(None)
+
+
+@pytest.mark.parametrize("graphs", ["0", "1"])
+def test_same_seed_same_bits_whatever_the_thread_order(emulated, graphs, monkeypatch):
+    monkeypatch.setenv("NNXP_CUDA_GRAPHS", graphs)
+    (w1, loss1), (w2, loss2) = shuffled_fit(emulated, 1), shuffled_fit(emulated, 2)
+    assert loss1 == loss2
+    for a, b in zip(w1, w2):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_thread_order_check_can_fail(emulated, monkeypatch):
+    """With the bias gradient summed by atomic adds, two thread orders give other bits."""
+    from nnxp.kernels import cupy_fused
+
+    cupy_fused.raw_kernels()
+    monkeypatch.setitem(cupy_fused.RAW_KERNELS, "nnxp_bias_backward_tanh_float32", _ATOMIC_BIAS_BACKWARD)
+    monkeypatch.setattr(cupy_fused, "_raw_cache", {})
+    monkeypatch.setenv("NNXP_CUDA_GRAPHS", "0")
+    (w1, _), (w2, _) = shuffled_fit(emulated, 1), shuffled_fit(emulated, 2)
+    assert any(not np.array_equal(a, b) for a, b in zip(w1, w2))

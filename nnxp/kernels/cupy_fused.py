@@ -7,20 +7,24 @@ SGD, Adam or AdamW (exactly those classes), one step of
 - per hidden layer: one GEMM ``z = a W^T`` and one kernel ``a = f(z + b)``;
 - output layer: one GEMM, then one loss kernel (:data:`RAW_KERNELS`
   ``nnxp_softmax_xent_*``, a thread per row) adding the bias, taking the
-  softmax (a_L written over z_L), the gradient ``(a - y) / B``, adding that
-  into the output bias gradient, and adding the row's loss and hit to the
-  epoch's totals on the device;
+  softmax (a_L written over z_L), the gradient ``(a - y) / B``, the row's
+  loss and its hit (counted on the device), then one kernel
+  (``nnxp_xent_sums_*``, a thread per column) summing the output bias
+  gradient and adding the batch's loss to the epoch's total;
 - per layer backwards: one GEMM for dC/dW (written into a flat gradient
-  buffer), and below the output one GEMM for dC/da and one kernel
-  ``g *= f'(a)`` that also adds ``g`` into the bias gradient;
+  buffer), and below the output one GEMM for dC/da and one kernel (a thread
+  per column) doing ``g *= f'(a)`` and summing the column into the bias
+  gradient;
 - one optimizer kernel over the flat parameter buffer (every parameter at
-  once), which also zeroes the gradients it read (the bias gradients are
-  sums built by atomic adds).
+  once), which also zeroes the gradients it read.
 
-784-H-10 (two layers): 2 batch gathers + 9 = 11 launches per step, counted
-by the CPU EMULATION in tests/test_cupy_emulation.py.  Bias gradients summed
-by atomic adds are not bitwise reproducible on a GPU (the order of the adds
-varies); the maths is the same as the reference's.
+784-H-10 (two layers): 2 batch gathers + 10 = 12 launches per step, counted
+by the CPU EMULATION in tests/test_cupy_emulation.py.  Every float sum is
+taken by one thread in row order (no atomic float adds, whose order varies
+on a GPU), so the same seed gives bitwise the same training on a GPU too
+(cuBLAS GEMMs are deterministic on one GPU model and library version); the
+hit count is an integer atomic add, exact in any order.  tests/test_cuda_graphs.py
+shuffles the emulated thread order to check it.
 
 Parameters live in one flat buffer (the network's arrays become views of
 it) and so do the optimizer's moments (its state arrays become views too,
@@ -40,11 +44,12 @@ __all__ = ["RAW_KERNELS", "FusedStep", "fuses"]
 
 _C_TYPES = {"float32": "float", "float64": "double"}
 
-# One thread per row of z (B, K): z + b, softmax, loss, (a - y)/B and the bias gradient.
+# One thread per row of z (B, K): z + b, softmax, the row's loss, (a - y)/B, and the row's hit
+# (an integer atomic add: exact, in any order).  No float is summed across threads here.
 _XENT = r"""
 typedef %(ctype)s T;
-extern "C" __global__ void nnxp_softmax_xent_%(dtype)s(T* z, const T* b, const T* y, T* delta, T* db,
-        T* loss_sum, long long* correct, long long rows, long long k, T inv_rows) {
+extern "C" __global__ void nnxp_softmax_xent_%(dtype)s(T* z, const T* b, const T* y, T* delta, T* row_loss,
+        long long* correct, long long rows, long long k, T inv_rows) {
     long long r = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (r >= rows) return;
     T* zr = z + r * k;
@@ -58,39 +63,62 @@ extern "C" __global__ void nnxp_softmax_xent_%(dtype)s(T* z, const T* b, const T
     }
     T s = (T)0;
     for (long long j = 0; j < k; ++j) s += exp(zr[j] - m);
-    T log_s = log(s), row_loss = (T)0, a_best = (T)-1, y_best = yr[0];
+    T log_s = log(s), loss = (T)0, a_best = (T)-1, y_best = yr[0];
     long long predicted = 0, target = 0;
     for (long long j = 0; j < k; ++j) {
         T shifted = zr[j] - m;
         T a = exp(shifted) / s;
-        row_loss += yr[j] * (shifted - log_s);
+        loss += yr[j] * (shifted - log_s);
         zr[j] = a;
-        T d = (a - yr[j]) * inv_rows;
-        dr[j] = d;
-        atomicAdd(&db[j], d);
+        dr[j] = (a - yr[j]) * inv_rows;
         if (a > a_best) { a_best = a; predicted = j; }
         if (yr[j] > y_best) { y_best = yr[j]; target = j; }
     }
-    atomicAdd(loss_sum, -row_loss);
+    row_loss[r] = -loss;
     if (predicted == target) atomicAdd((unsigned long long*)correct, 1ULL);
 }
 """
 
-# g <- g * f'(a) over (rows, cols), adding each column's g into the bias gradient db.
-# The derivative is the elementwise backward kernel's own operation (one formula).
+# One thread per column of delta (B, K), and one more for the loss: the output bias gradient
+# db = sum over rows of delta, and loss_sum += the batch's loss, each summed in row order
+# (bitwise the same in every run: no atomic float adds).
+_XENT_SUMS = r"""
+typedef %(ctype)s T;
+extern "C" __global__ void nnxp_xent_sums_%(dtype)s(const T* delta, const T* row_loss, T* db, T* loss_sum,
+        long long rows, long long k) {
+    long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (j > k) return;
+    T s = (T)0;
+    if (j < k) {
+        for (long long r = 0; r < rows; ++r) s += delta[r * k + j];
+        db[j] = s;
+    } else {
+        for (long long r = 0; r < rows; ++r) s += row_loss[r];
+        *loss_sum += s;
+    }
+}
+"""
+
+# One thread per column of g (rows, cols): g <- g * f'(a) down the column, and the column's sum,
+# in row order, written to the bias gradient db (deterministic, no atomic adds; neighbouring
+# threads read neighbouring addresses).  The derivative is the elementwise backward kernel's own
+# operation (one formula).
 _BIAS_BACKWARD = r"""
 typedef %(ctype)s T;
 extern "C" __global__ void nnxp_bias_backward_%(kind)s_%(dtype)s(const T* a_, T* g_, T* db, long long rows,
         long long cols, T alpha, T c) {
-    long long n = rows * cols;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (long long)blockDim.x * gridDim.x) {
+    long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= cols) return;
+    T sum = (T)0;
+    for (long long r = 0; r < rows; ++r) {
+        long long i = r * cols + j;
         const T a = a_[i];
         T g = g_[i];
         %(operation)s;
         g_[i] = g;
-        atomicAdd(&db[i %% cols], g);
+        sum += g;
     }
+    db[j] = sum;
 }
 """
 
@@ -101,6 +129,7 @@ def _raw_kernels() -> dict[str, str]:
     out = {}
     for dtype, ctype in _C_TYPES.items():
         out[f"nnxp_softmax_xent_{dtype}"] = _XENT % {"ctype": ctype, "dtype": dtype}
+        out[f"nnxp_xent_sums_{dtype}"] = _XENT_SUMS % {"ctype": ctype, "dtype": dtype}
         for name in [k for k in KERNELS if k.startswith("nnxp_backward_")] + ["nnxp_backward_identity"]:
             kind = name.removeprefix("nnxp_backward_")
             operation = KERNELS[name].operation if name in KERNELS else "g = g"
@@ -211,12 +240,14 @@ class FusedStep:
         z = product(a, self.params[2 * last].T, ("z", last))
         k = int(z.shape[1])
         delta = ops.buffer(("delta", last), (rows, k), z.dtype)
+        row_loss = ops.buffer(("row_loss",), (rows,), z.dtype)
         if totals is None:
             totals = ops.scratch_totals(z.dtype)
         _raw(cp, f"nnxp_softmax_xent_{dtype}")(
             ((rows + 127) // 128,), (128,),
-            (z, self.params[2 * last + 1], y, delta, self.grads[2 * last + 1], totals.loss, totals.correct,
-             rows, k, scalar(1.0 / rows)))
+            (z, self.params[2 * last + 1], y, delta, row_loss, totals.correct, rows, k, scalar(1.0 / rows)))
+        _raw(cp, f"nnxp_xent_sums_{dtype}")(
+            ((k + 128) // 128,), (128,), (delta, row_loss, self.grads[2 * last + 1], totals.loss, rows, k))
         a_out = z
         for i in range(last, -1, -1):
             product(delta.T, acts[i], out=self.grads[2 * i])
@@ -227,9 +258,9 @@ class FusedStep:
             kind = _BACKWARD_OF.get(type(act), "identity")
             alpha = getattr(act, "alpha", 0.0)
             cols = int(g.shape[1])
-            blocks = min((rows * cols + 255) // 256, 4096)
             _raw(cp, f"nnxp_bias_backward_{kind}_{dtype}")(
-                (blocks,), (256,), (acts[i], g, self.grads[2 * i - 1], rows, cols, scalar(alpha), scalar(1.0 - alpha)))
+                ((cols + 127) // 128,), (128,),
+                (acts[i], g, self.grads[2 * i - 1], rows, cols, scalar(alpha), scalar(1.0 - alpha)))
             delta = g
         if not capture:
             optimizer.begin_step(self.params, self.grads)  # host only: counts the step
