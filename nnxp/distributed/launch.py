@@ -34,28 +34,27 @@ def launched_by_mpi(environ: Any = None) -> bool:
     return any(name in environ for name in _RANK_VARIABLES)
 
 
-def local_rank_from_env(environ: Any = None) -> int:
-    """This process's rank among those on its machine (0 when unknown)."""
+def _int_from_env(names: tuple[str, ...], environ: Any) -> int | None:
+    """The first of ``names`` set to an integer in ``environ`` (None if none is)."""
     environ = os.environ if environ is None else environ
-    for name in _LOCAL_RANK_VARIABLES:
-        if name in environ:
-            try:
-                return int(environ[name])
-            except ValueError:
-                pass
-    return 0
-
-
-def local_size_from_env(environ: Any = None) -> int | None:
-    """How many ranks run on this machine, where the launcher says (None when it does not)."""
-    environ = os.environ if environ is None else environ
-    for name in _LOCAL_SIZE_VARIABLES:
+    for name in names:
         if name in environ:
             try:
                 return int(environ[name])
             except ValueError:
                 pass
     return None
+
+
+def local_rank_from_env(environ: Any = None) -> int:
+    """This process's rank among those on its machine (0 when unknown)."""
+    rank = _int_from_env(_LOCAL_RANK_VARIABLES, environ)
+    return 0 if rank is None else rank
+
+
+def local_size_from_env(environ: Any = None) -> int | None:
+    """How many ranks run on this machine, where the launcher says (None when it does not)."""
+    return _int_from_env(_LOCAL_SIZE_VARIABLES, environ)
 
 
 def device_for_rank(device: Any, local_rank: int, local_size: int | None = None) -> Any:
