@@ -265,3 +265,19 @@ def test_the_thread_order_check_can_fail(emulated, monkeypatch):
     monkeypatch.setenv("NNXP_CUDA_GRAPHS", "0")
     (w1, _), (w2, _) = shuffled_fit(emulated, 1), shuffled_fit(emulated, 2)
     assert any(not np.array_equal(a, b) for a, b in zip(w1, w2))
+
+
+def test_the_graph_step_contender_times_replays(emulated):
+    """``nnxp bench --contenders nnxp-sgd-graph`` (GPU only) times fit's step: one replay after the first."""
+    from nnxp.bench.contenders import NnxpStep, _make_batches, initial_weights
+
+    sizes = (784, 64, 10)
+    step = NnxpStep("nnxp-adam-graph", sizes, initial_weights(sizes), _make_batches(sizes, 32), "adam",
+                    device=emulated, graph=True)
+    step.reset()
+    for _ in range(3):
+        step.step()
+    em.COUNTERS.reset()
+    step.step()
+    assert dict(em.COUNTERS.by_name) == {"cupy.copyto": 1, "cuda_graph": 1}
+    assert step.info()["cuda_graph"] is True
