@@ -281,3 +281,36 @@ def test_the_graph_step_contender_times_replays(emulated):
     step.step()
     assert dict(em.COUNTERS.by_name) == {"cupy.copyto": 1, "cuda_graph": 1}
     assert step.info()["cuda_graph"] is True
+
+
+# -- on a real GPU (skipped without one: scripts/gpu_check.sh runs these there) ---------------------
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    return make_backend("cupy")  # skips, with the reason, where CuPy has no usable GPU
+
+
+def gpu_fit(backend, optimizer="adam"):
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(1000, 64)), rng.integers(0, 10, 1000)
+    net = nnxp.Network([64, 128, 10], seed=4, device=backend, dtype="float32")
+    history = net.fit(x, y, epochs=2, batch_size=128, optimizer=OPTIMIZERS[optimizer](), verbose=0)
+    return [w for pair in net.get_weights() for w in pair], history["loss"]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_on_the_gpu_capture_works_and_same_seed_gives_the_same_bits(gpu, optimizer, monkeypatch, capsys):
+    runs = {}
+    for graphs in ("1", "0"):
+        monkeypatch.setenv("NNXP_CUDA_GRAPHS", graphs)
+        runs[graphs] = [gpu_fit(gpu, optimizer) for _ in range(2)]
+        err = capsys.readouterr().err
+        assert "CUDA graphs off" not in err, err  # the capture itself worked (no fallback)
+        (w1, loss1), (w2, loss2) = runs[graphs]
+        assert loss1 == loss2, f"graphs={graphs}: the loss differs between two runs of one seed"
+        for a, b in zip(w1, w2):
+            np.testing.assert_array_equal(a, b, err_msg=f"graphs={graphs}: weights differ between two runs")
+    scale = max(float(np.max(np.abs(w))) for w in runs["0"][0][0])
+    for a, b in zip(runs["1"][0][0], runs["0"][0][0]):  # graph replays and eager steps: same maths
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * scale)
