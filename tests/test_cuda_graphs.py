@@ -292,11 +292,13 @@ def gpu():
 
 
 def gpu_fit(backend, optimizer="adam"):
+    """The weight changes and loss history of 2 epochs (7 full batches and a short one each)."""
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(1000, 64)), rng.integers(0, 10, 1000)
     net = nnxp.Network([64, 128, 10], seed=4, device=backend, dtype="float32")
+    before = [w for pair in net.get_weights() for w in pair]
     history = net.fit(x, y, epochs=2, batch_size=128, optimizer=OPTIMIZERS[optimizer](), verbose=0)
-    return [w for pair in net.get_weights() for w in pair], history["loss"]
+    return [w - w0 for w, w0 in zip((w for pair in net.get_weights() for w in pair), before)], history["loss"]
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
@@ -311,6 +313,9 @@ def test_on_the_gpu_capture_works_and_same_seed_gives_the_same_bits(gpu, optimiz
         assert loss1 == loss2, f"graphs={graphs}: the loss differs between two runs of one seed"
         for a, b in zip(w1, w2):
             np.testing.assert_array_equal(a, b, err_msg=f"graphs={graphs}: weights differ between two runs")
-    scale = max(float(np.max(np.abs(w))) for w in runs["0"][0][0])
-    for a, b in zip(runs["1"][0][0], runs["0"][0][0]):  # graph replays and eager steps: same maths
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * scale)
+    # Graph replays and eager steps: the same maths, products perhaps by other cuBLAS algorithms (other
+    # handles and workspaces): float32 rounding, which Adam's division by sqrt(v) amplifies for the
+    # smallest gradients; relative to the largest update, as tests/test_cupy_emulation.py.
+    scale = max(float(np.max(np.abs(u))) for u in runs["0"][0][0])
+    for a, b in zip(runs["1"][0][0], runs["0"][0][0]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-3 * scale)
