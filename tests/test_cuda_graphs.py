@@ -213,6 +213,26 @@ def test_the_product_never_imports_test_support():
     assert offenders == []
 
 
+def test_a_replay_that_fails_falls_back_too(emulated, monkeypatch, capsys):
+    """A graph that captured but does not launch: that step runs eagerly (counted once), then the rest."""
+    monkeypatch.setenv("NNXP_CUDA_GRAPHS", "0")
+    eager = fit_weights(emulated)
+    capsys.readouterr()
+    monkeypatch.setenv("NNXP_CUDA_GRAPHS", "1")
+
+    def broken(self, stream=None):
+        raise RuntimeError("cudaErrorLaunchFailure: stand-in for a graph that does not launch")
+
+    from support.cupy_emulation import runtime
+
+    monkeypatch.setattr(runtime._Graph, "launch", broken)
+    fallen_back = fit_weights(emulated)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cudaErrorLaunchFailure" in err[0], err
+    for a, b in zip(fallen_back, eager):
+        np.testing.assert_array_equal(a, b)
+
+
 # -- same seed, same result, whatever the order GPU threads run in ------------------------------
 
 # The bias gradient summed by atomic float adds (the fused step's kernel before issue 18), for the check

@@ -74,7 +74,12 @@ class GraphedStep:
             cp.copyto(self.index, index)
             optimizer.begin_step(fused.params, fused.grads)  # host only: counts the step
             self.scalars.set(np.asarray(fused.scalar_values(optimizer), dtype=str(self.scalars.dtype)))
-            self.graph.launch()
+            try:
+                self.graph.launch()
+            except Exception as exc:  # noqa: BLE001  (the step is counted: run it eagerly, reading the scalars set)
+                self._give_up(exc)
+                return fused.step(net, ops.take_rows(x, self.index, "x_batch"),
+                                  ops.take_rows(y, self.index, "y_batch"), optimizer, totals, scalars=self.scalars)
             return self.a_out
         if self.graph is not None and key[:4] == self.key[:4]:  # the short last batch: eagerly
             return fused.step(net, ops.take_rows(x, index, "x_batch"), ops.take_rows(y, index, "y_batch"),
@@ -89,9 +94,13 @@ class GraphedStep:
         try:
             self.graph, self.key = self._capture(net, x, y, optimizer, totals), key
         except Exception as exc:  # noqa: BLE001  (any failure: the eager fused step is always correct)
-            self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            print(f"nnxp: CUDA graphs off ({self.failed}); the fused step runs eagerly", file=sys.stderr)
+            self._give_up(exc)
         return a_out
+
+    def _give_up(self, exc: Exception) -> None:
+        """No more graphs for this step: one line on stderr says why; eager fused steps from now on."""
+        self.graph, self.failed = None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        print(f"nnxp: CUDA graphs off ({self.failed}); the fused step runs eagerly", file=sys.stderr)
 
     def _capture(self, net: Any, x: Any, y: Any, optimizer: Any, totals: Any) -> Any:
         """The graph of one fused step on the rows in the index buffer (nothing runs now)."""
