@@ -19,13 +19,14 @@ No GPU is available to this project, so the CuPy fast path
 - ``RawKernel(code, name)``: compiled as C++ with ``threadIdx``/``blockIdx``
   set by a serial loop over the grid and block; ``atomicAdd`` is a plain add
   (the loop is serial; ``THREAD_ORDER.shuffle(seed)`` runs the threads in a
-  shuffled order, as a GPU may, so atomic float sums change with it).  Kernels using ``__shared__`` or ``__syncthreads``
+  shuffled order, as a GPU may, so atomic float sums change with it).
+  Kernels using ``__shared__`` or ``__syncthreads``
   are refused: a serial loop would not emulate them.  Arguments follow CuPy:
   arrays as pointers, Python ``float`` as ``double``, ``int`` as ``long long``,
   NumPy scalars as their dtype; a scalar whose type differs from the kernel's
   declared parameter type raises ``TypeError`` (on a GPU it is silently
   misread).
-- ``matmul``, ``sum``, ``take``, ``copyto``, ``empty``, ``zeros``, ``asarray``: by NumPy;
+- ``matmul``, ``dot``, ``sum``, ``take``, ``copyto``, ``empty``, ``zeros``, ``asarray``: by NumPy;
   the raw cuBLAS ``sgemm``/``dgemm`` on column-major pointers, as cuBLAS reads them.
 - ``cupy.cuda.Stream`` capture: launches are recorded (host scalars baked in
   then, as in a CUDA graph) and ``Graph.launch`` replays them.  Refused in
