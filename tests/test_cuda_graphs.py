@@ -239,11 +239,12 @@ def test_a_replay_that_fails_falls_back_too(emulated, monkeypatch, capsys):
 # below to show that thread order does change such a sum.
 _ATOMIC_BIAS_BACKWARD = r"""
 typedef float T;
-extern "C" __global__ void nnxp_bias_backward_tanh_float32(const T* a_, T* g_, T* db, long long rows,
-        long long cols, T alpha, T c) {
+extern "C" __global__ void nnxp_bias_backward_tanh_float32(const T* a_, T* g_, T* db, T* partial,
+        unsigned int* arrived, long long rows, long long cols, long long chunk, T alpha, T c) {
     long long n = rows * cols;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (long long)blockDim.x * gridDim.x) {
+    long long threads = (long long)blockDim.x * gridDim.x * gridDim.y;
+    for (long long i = ((long long)blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+         i += threads) {
         const T a = a_[i];
         T g = g_[i] * ((T)1 - a * a);
         g_[i] = g;

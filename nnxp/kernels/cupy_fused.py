@@ -9,19 +9,19 @@ SGD, Adam or AdamW (exactly those classes), one step of
   ``nnxp_softmax_xent_*``, a thread per row) adding the bias, taking the
   softmax (a_L written over z_L), the gradient ``(a - y) / B``, the row's
   loss and its hit (counted on the device), then one kernel
-  (``nnxp_xent_sums_*``, a thread per column) summing the output bias
-  gradient and adding the batch's loss to the epoch's total;
+  (``nnxp_xent_sums_*``) summing the output bias gradient and adding the
+  batch's loss to the epoch's total;
 - per layer backwards: one GEMM for dC/dW (written into a flat gradient
-  buffer), and below the output one GEMM for dC/da and one kernel (a thread
-  per column) doing ``g *= f'(a)`` and summing the column into the bias
-  gradient;
+  buffer), and below the output one GEMM for dC/da and one kernel doing
+  ``g *= f'(a)`` and summing each column into the bias gradient;
 - one optimizer kernel over the flat parameter buffer (every parameter at
   once), which also zeroes the gradients it read.
 
 784-H-10 (two layers): 2 batch gathers + 10 = 12 launches per step, counted
 by the CPU EMULATION in tests/test_cupy_emulation.py.  Every float sum is
-taken by one thread in row order (no atomic float adds, whose order varies
-on a GPU), so the same seed gives bitwise the same training on a GPU too
+taken in a fixed order (a thread per column and part of 32 rows, then the
+parts in order; no atomic float adds, whose order varies on a GPU), so the
+same seed gives bitwise the same training on a GPU too
 (cuBLAS GEMMs are deterministic on one GPU model and library version); the
 hit count is an integer atomic add, exact in any order.  tests/test_cuda_graphs.py
 shuffles the emulated thread order to check it.
@@ -34,6 +34,8 @@ keeping their values and step count, so checkpoints see them as before).
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as _np  # host-side only: the dtype of the arrival counts
 
 from ..activations import Identity, Softmax
 from ..layers import Dense
@@ -79,38 +81,49 @@ extern "C" __global__ void nnxp_softmax_xent_%(dtype)s(T* z, const T* b, const T
 }
 """
 
-# One thread per column of delta (B, K), and one more for the loss: the output bias gradient
-# db = sum over rows of delta, and loss_sum += the batch's loss, each summed in row order
-# (bitwise the same in every run: no atomic float adds).
+# Deterministic column sums without atomic float adds, in one launch: thread (column j, part p)
+# sums rows [p*chunk, (p+1)*chunk) of column j into partial[p][j]; the last part of column j to
+# finish (an integer atomic count, exact in any order) adds the parts in part order 0, 1, ...
+# and resets the count.  The order of every float addition is fixed: bitwise the same each run.
+# (The partial sums are read through a volatile pointer, after __threadfence, not from L1.)
+
+# Columns 0..K-1 of delta (B, K): the output bias gradient db; column K: the rows' losses, whose
+# sum is added to the epoch's loss_sum.
 _XENT_SUMS = r"""
 typedef %(ctype)s T;
 extern "C" __global__ void nnxp_xent_sums_%(dtype)s(const T* delta, const T* row_loss, T* db, T* loss_sum,
-        long long rows, long long k) {
+        T* partial, unsigned int* arrived, long long rows, long long k, long long chunk) {
     long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (j > k) return;
-    T s = (T)0;
-    if (j < k) {
-        for (long long r = 0; r < rows; ++r) s += delta[r * k + j];
-        db[j] = s;
-    } else {
-        for (long long r = 0; r < rows; ++r) s += row_loss[r];
-        *loss_sum += s;
+    long long part = blockIdx.y, parts = gridDim.y;
+    long long end = (part + 1) * chunk < rows ? (part + 1) * chunk : rows;
+    T sum = (T)0;
+    for (long long r = part * chunk; r < end; ++r) sum += j < k ? delta[r * k + j] : row_loss[r];
+    partial[part * (k + 1) + j] = sum;
+    __threadfence();
+    if (atomicAdd(&arrived[j], 1u) == (unsigned int)(parts - 1)) {
+        const volatile T* sums = partial;
+        T total = (T)0;
+        for (long long p = 0; p < parts; ++p) total += sums[p * (k + 1) + j];
+        if (j < k) db[j] = total; else *loss_sum += total;
+        arrived[j] = 0u;
     }
 }
 """
 
-# One thread per column of g (rows, cols): g <- g * f'(a) down the column, and the column's sum,
-# in row order, written to the bias gradient db (deterministic, no atomic adds; neighbouring
-# threads read neighbouring addresses).  The derivative is the elementwise backward kernel's own
-# operation (one formula).
+# g <- g * f'(a) over (rows, cols), and each column's sum into the bias gradient db, summed as
+# above (neighbouring threads read neighbouring addresses).  The derivative is the elementwise
+# backward kernel's own operation (one formula).
 _BIAS_BACKWARD = r"""
 typedef %(ctype)s T;
-extern "C" __global__ void nnxp_bias_backward_%(kind)s_%(dtype)s(const T* a_, T* g_, T* db, long long rows,
-        long long cols, T alpha, T c) {
+extern "C" __global__ void nnxp_bias_backward_%(kind)s_%(dtype)s(const T* a_, T* g_, T* db, T* partial,
+        unsigned int* arrived, long long rows, long long cols, long long chunk, T alpha, T c) {
     long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= cols) return;
+    long long part = blockIdx.y, parts = gridDim.y;
+    long long end = (part + 1) * chunk < rows ? (part + 1) * chunk : rows;
     T sum = (T)0;
-    for (long long r = 0; r < rows; ++r) {
+    for (long long r = part * chunk; r < end; ++r) {
         long long i = r * cols + j;
         const T a = a_[i];
         T g = g_[i];
@@ -118,9 +131,20 @@ extern "C" __global__ void nnxp_bias_backward_%(kind)s_%(dtype)s(const T* a_, T*
         g_[i] = g;
         sum += g;
     }
-    db[j] = sum;
+    partial[part * cols + j] = sum;
+    __threadfence();
+    if (atomicAdd(&arrived[j], 1u) == (unsigned int)(parts - 1)) {
+        const volatile T* sums = partial;
+        T total = (T)0;
+        for (long long p = 0; p < parts; ++p) total += sums[p * cols + j];
+        db[j] = total;
+        arrived[j] = 0u;
+    }
 }
 """
+
+#: Rows each thread of the column sums adds up (the parts of a column are summed by its last one).
+ROWS_PER_PART = 32
 
 
 def _raw_kernels() -> dict[str, str]:
@@ -189,8 +213,17 @@ class FusedStep:
                     view[...] = old
         net.set_parameters(self.params)
         optimizer.rebind(self.params, state)
+        self._counts: dict[tuple[int, int], Any] = {}
         self.scalar_count = len(_SCALARS[type(optimizer)] if type(optimizer) is not SGD or not optimizer.momentum
                                 else _SCALARS["momentum"])
+
+    def _arrived(self, layer: int, columns: int) -> Any:
+        """The column sums' arrival counts for ``layer`` (zeros, made before any capture; each
+        column's last part resets its count)."""
+        key = (layer, columns)
+        if key not in self._counts:
+            self._counts[key] = self.cp.zeros((columns,), dtype=_np.uint32)
+        return self._counts[key]
 
     def _views(self, flat: Any) -> list[Any]:
         return [flat[o:o + int(_prod(s))].reshape(s) for o, s in zip(self.offsets, self.shapes)]
@@ -246,8 +279,12 @@ class FusedStep:
         _raw(cp, f"nnxp_softmax_xent_{dtype}")(
             ((rows + 127) // 128,), (128,),
             (z, self.params[2 * last + 1], y, delta, row_loss, totals.correct, rows, k, scalar(1.0 / rows)))
+        parts = (rows + ROWS_PER_PART - 1) // ROWS_PER_PART
         _raw(cp, f"nnxp_xent_sums_{dtype}")(
-            ((k + 128) // 128,), (128,), (delta, row_loss, self.grads[2 * last + 1], totals.loss, rows, k))
+            ((k + 128) // 128, parts), (128,),
+            (delta, row_loss, self.grads[2 * last + 1], totals.loss,
+             ops.buffer(("sum_parts", last), (parts, k + 1), z.dtype), self._arrived(last, k + 1), rows, k,
+             ROWS_PER_PART))
         a_out = z
         for i in range(last, -1, -1):
             product(delta.T, acts[i], out=self.grads[2 * i])
@@ -258,9 +295,11 @@ class FusedStep:
             kind = _BACKWARD_OF.get(type(act), "identity")
             alpha = getattr(act, "alpha", 0.0)
             cols = int(g.shape[1])
+            parts = (rows + ROWS_PER_PART - 1) // ROWS_PER_PART
             _raw(cp, f"nnxp_bias_backward_{kind}_{dtype}")(
-                ((cols + 127) // 128,), (128,),
-                (acts[i], g, self.grads[2 * i - 1], rows, cols, scalar(alpha), scalar(1.0 - alpha)))
+                ((cols + 127) // 128, parts), (128,),
+                (acts[i], g, self.grads[2 * i - 1], ops.buffer(("sum_parts", i - 1), (parts, cols), g.dtype),
+                 self._arrived(i - 1, cols), rows, cols, ROWS_PER_PART, scalar(alpha), scalar(1.0 - alpha)))
             delta = g
         if not capture:
             optimizer.begin_step(self.params, self.grads)  # host only: counts the step

@@ -41,6 +41,7 @@ using std::max; using std::min; using std::isnan; using std::isinf; using std::i
 struct nnxp_dim3 { unsigned int x, y, z; };
 static nnxp_dim3 threadIdx, blockIdx, blockDim, gridDim;
 template <typename T> static inline T atomicAdd(T* address, T value) { T old = *address; *address += value; return old; }
+static inline void __threadfence() {}
 """
 
 _lock = threading.Lock()
