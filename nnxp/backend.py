@@ -336,7 +336,7 @@ def _backend_from_string(spec: str) -> Backend:
                 raise ConfigError(
                     f"unknown device {spec!r}: write cuda:N with N a GPU number, e.g. cuda:0"
                 )
-        count, reason = _cupy_gpu_count()
+        count, reason = _cupy_gpu_count(index)
         if count == 0:
             raise BackendError(f"device {spec!r} is not available: {reason}")
         if index >= count:
@@ -346,7 +346,8 @@ def _backend_from_string(spec: str) -> Backend:
             )
         import cupy
 
-        return Backend(array_api_compat.array_namespace(cupy.empty(0)), cupy.cuda.Device(index), "cupy")
+        with cupy.cuda.Device(index):  # nothing made on GPU 0 for a rank that uses another
+            return Backend(array_api_compat.array_namespace(cupy.empty(0)), cupy.cuda.Device(index), "cupy")
     if text in ("numpy", "cupy", "torch", "array_api_strict", "jax", "jax.numpy", "dask",
                 "dask.array", "ndonnx"):
         module = {"jax": "jax.numpy", "dask": "dask.array"}.get(text, text)
@@ -463,9 +464,13 @@ def _import_library(name: str) -> Any:
         raise BackendError(f"{name} is not installed: {hint}") from None
 
 
-@functools.lru_cache(maxsize=1)
-def _cupy_gpu_count() -> tuple[int, str]:
-    """(number of GPUs CuPy sees and can use, why there are none); computed once."""
+@functools.lru_cache(maxsize=None)
+def _cupy_gpu_count(gpu: int = 0) -> tuple[int, str]:
+    """(number of GPUs CuPy sees and can use, why there are none); computed once per ``gpu``.
+
+    The self-test (a kernel and a product) runs on GPU ``gpu`` (each rank of a
+    data-parallel run tests its own GPU: GPU 0 is not touched by the others);
+    a ``gpu`` beyond the count is not tested (the caller reports it)."""
     try:
         import cupy
     except ImportError:
@@ -478,7 +483,13 @@ def _cupy_gpu_count() -> tuple[int, str]:
         return 0, f"CuPy finds no CUDA GPU ({exc}); use --device cpu"
     if count == 0:
         return 0, "CuPy finds no CUDA GPU; use --device cpu"
-    problem = cupy_self_test(cupy)
+    if gpu >= count:
+        return count, ""
+    try:
+        with cupy.cuda.Device(gpu):
+            problem = cupy_self_test(cupy)
+    except Exception as exc:  # noqa: BLE001 - selecting the GPU failed
+        problem = f"{type(exc).__name__}: {exc}"
     if problem is not None:
         return 0, (f"CuPy sees {count} GPU(s) but cannot run a kernel and a matrix product ({problem}); "
                    f"CuPy 14 needs NVRTC and cuBLAS: {_CUDA_INSTALL_HINT}, or use --device cpu")

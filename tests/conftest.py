@@ -15,7 +15,7 @@
 - ``torch``: PyTorch on the CPU through array-api-compat, when installed.
 - ``cupy``: CuPy on a CUDA GPU, when one is present (skipped otherwise,
   with the reason).
-- ``cupy-emulated``: EMULATION of CuPy on the CPU (nnxp.kernels.cupy_emulation):
+- ``cupy-emulated``: EMULATION of CuPy on the CPU (tests/support/cupy_emulation):
   NumPy buffers standing for GPU memory, run by nnxp's CuPy fast path with
   its kernels compiled as C++ by the system compiler (skipped without one).
   It proves the CuPy path's arithmetic and plumbing, not its speed.
@@ -60,7 +60,7 @@ def make_backend(name: str) -> nnxp.Backend:
             pytest.skip(f"CuPy backend: {reason}")
         return nnxp.get_backend("cuda")
     if name == "cupy-emulated":
-        from nnxp.kernels.cupy_emulation import EmulationUnavailable, emulated_cupy_backend
+        from support.cupy_emulation import EmulationUnavailable, emulated_cupy_backend
 
         try:
             return emulated_cupy_backend()

@@ -12,7 +12,7 @@ from conftest import make_backend
 
 def test_the_cupy_self_test_passes_on_the_emulation_and_fails_on_wrong_numbers(monkeypatch):
     make_backend("cupy-emulated")  # skips without a C++ compiler
-    from nnxp.kernels.cupy_emulation import cupy as emulated
+    from support.cupy_emulation import cupy as emulated
 
     assert cupy_self_test(emulated) is None
     monkeypatch.setattr(type(emulated), "matmul", lambda self, a, b, out=None: emulated.asarray(a) * 0)

@@ -209,9 +209,9 @@ def test_scripts_are_thin_wrappers():
 
 
 def test_pytorch_eager_step_operators_are_counted():
-    """The operator count printed beside nnxp's launch counts (nnxp.bench.launches)."""
+    """The operator count printed beside nnxp's launch counts (tests/support/launches.py)."""
     pytest.importorskip("torch", reason="PyTorch is not installed")
-    from nnxp.bench.launches import torch_operator_counts
+    from support.launches import torch_operator_counts
 
     sgd, adam = torch_operator_counts("sgd", batch=8), torch_operator_counts("adam", batch=8)
     assert sgd["kernel_names"].count("aten::mm") == 3  # forward, weight and input gradients

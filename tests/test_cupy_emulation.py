@@ -1,4 +1,4 @@
-"""nnxp's CuPy path, run on the CPU EMULATION of CuPy (nnxp.kernels.cupy_emulation), equals the generic path.
+"""nnxp's CuPy path, run on the CPU EMULATION of CuPy (support.cupy_emulation), equals the generic path.
 
 EMULATION: the kernels' bodies are compiled as C++ by the system compiler and
 run over NumPy buffers with CuPy's call rules.  This proves the CuPy path's
@@ -28,7 +28,7 @@ from nnxp.activations import ACTIVATIONS, get_activation
 
 from conftest import OPTIMIZERS, make_backend
 
-em = pytest.importorskip("nnxp.kernels.cupy_emulation")
+em = pytest.importorskip("support.cupy_emulation")
 
 HIDDEN = sorted(name for name in ACTIVATIONS if name != "softmax")
 LOSSES = [("squared_error", "sigmoid"), ("cross_entropy", "softmax")]
@@ -266,8 +266,8 @@ STEP_BUDGET = 12  # kernel launches per step for 784-H-10 (issue 9); allocations
 
 
 def per_step_counts(backend, optimizer: str, fast: bool = True) -> dict:
-    """Per steady-state step of fit, 784-64-10, batch 32 (nnxp.bench.launches counts them)."""
-    from nnxp.bench.launches import per_step_counts as counts
+    """Per steady-state step of fit, 784-64-10, batch 32 (tests/support/launches.py counts them)."""
+    from support.launches import per_step_counts as counts
 
     return counts(backend, OPTIMIZERS[optimizer], fast=fast, sizes=(784, 64, 10), batch=32)
 
@@ -319,33 +319,6 @@ def test_a_scalar_baked_into_the_graph_is_caught(emulated, monkeypatch):
     monkeypatch.setattr(cupy_fused.FusedStep, "_update", lambda self, optimizer, scalars=None: real(self, optimizer))
     with pytest.raises(AssertionError):
         test_graph_replays_equal_eager_steps(emulated, "float64", "adam", monkeypatch)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_raw_cublas_gemm_equals_matmul_for_every_transposition(emulated, dtype):
-    """nnxp's row-major -> column-major mapping onto cuBLAS (what capture needs: cupy issue 6290)."""
-    from nnxp.kernels.cupy_graph import gemm
-
-    rng = np.random.default_rng(3)
-    a, b = dev(rng.normal(size=(5, 3)), dtype), dev(rng.normal(size=(3, 4)), dtype)
-    a_t, b_t = dev(np.ascontiguousarray(a.view(np.ndarray).T)), dev(np.ascontiguousarray(b.view(np.ndarray).T))
-    for left, right in ((a, b), (a_t.T, b), (a, b_t.T), (a_t.T, b_t.T)):
-        out = em.cupy.empty((5, 4), dtype)
-        gemm(em.cupy, left, right, out)
-        np.testing.assert_allclose(out, a.view(np.ndarray) @ b.view(np.ndarray), rtol=EDGE_RTOL[dtype] * 10)
-
-
-def test_capture_refuses_matmul_and_allocation(emulated):
-    x = dev(np.ones((2, 2)))
-    stream = em.cupy.cuda.Stream()
-    stream.begin_capture()
-    try:
-        with pytest.raises(RuntimeError, match="6290"):
-            em.cupy.matmul(x, x, out=em.cupy.ndarray.__new__(em.cupy.ndarray, (2, 2)))
-        with pytest.raises(RuntimeError, match="9655"):
-            em.cupy.empty((2, 2))
-    finally:
-        stream.end_capture()
 
 
 def test_cuda_graphs_can_be_turned_off(emulated):

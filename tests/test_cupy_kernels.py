@@ -47,7 +47,7 @@ def _cupy_compiler():
 
 
 def describe_call(name: str, spec: KernelSpec, dtype: str, device_scalars: bool = False) -> tuple:
-    """How nnxp calls kernel ``name`` on ``dtype`` data, in the emulation's format (nnxp.kernels.cupy_emulation.SIGNATURES).
+    """How nnxp calls kernel ``name`` on ``dtype`` data, in the emulation's format (support.cupy_emulation.SIGNATURES).
 
     Forward kernels add a bias (out,) to z (B, out): b broadcasts, so CuPy keeps
     2 dimensions (b not contiguous).  Every other call has operands of one

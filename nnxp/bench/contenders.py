@@ -24,7 +24,7 @@ ADAM_LR = 0.001
 N_BATCHES = 4  # pre-made batches, cycled by every contender
 
 
-CONTENDERS = ("nnxp-sgd", "nnxp-adam", "numpy-ref", "torch-sgd", "torch-adam",
+CONTENDERS = ("nnxp-sgd", "nnxp-adam", "nnxp-sgd-graph", "nnxp-adam-graph", "numpy-ref", "torch-sgd", "torch-adam",
               "torch-sgd-graph", "torch-adam-graph", "gemm-floor", "torch-gemm-floor")
 
 
@@ -102,10 +102,11 @@ class Contender:
 
 
 class NnxpStep(Contender):
-    """``Network.train_step`` on the fast ops, data already on the device."""
+    """``Network.train_step`` on the fast ops, data already on the device; with ``graph`` (CuPy),
+    the step ``fit`` runs: ``train_batch`` on index batches into epoch totals, a CUDA-graph replay."""
 
     def __init__(self, name: str, sizes: Sequence[int], weights, batches, optimizer: str,
-                 device: Any = "cpu", dtype: str = "float32", blas: str | None = None):
+                 device: Any = "cpu", dtype: str = "float32", blas: str | None = None, graph: bool = False):
         super().__init__()
         from ..network import Network
         from ..kernels import ops_for
@@ -124,10 +125,27 @@ class NnxpStep(Contender):
         except ImportError as exc:  # a fast path that is not importable: say so, use the generic one
             self.ops = ops_for(self.net.backend, fast=False)
             self.ops_note = f"fast path unavailable ({exc}); generic ops used"
+        self.graph = graph
+        if graph:  # fit's shape of a step: rows of fixed arrays picked by an index batch
+            from ..kernels import EpochTotals
+
+            backend = self.net.backend
+            host_x = np.concatenate([x for x, _ in batches])
+            host_y = np.concatenate([labels for _, labels in batches])
+            self.all_x, self.all_y = self.net.inputs(host_x), self.net.targets(host_y, len(host_y))
+            rows = len(batches[0][1])
+            self.indices = [backend.asarray(np.arange(i * rows, (i + 1) * rows), backend.index_dtype)
+                            for i in range(len(batches))]
+            self.totals = EpochTotals.zeros(backend, self.net.dtype)
 
     def step(self) -> None:
-        x, y = self.batches[self._i]
+        i = self._i
         self._i = (self._i + 1) % len(self.batches)
+        if self.graph:
+            self.ops.train_batch(self.net, self.all_x, self.all_y, self.indices[i], self.optimizer,
+                                 totals=self.totals)
+            return
+        x, y = self.batches[i]
         self.net.train_step(x, y, self.optimizer, self.ops)
 
     def reset(self) -> None:
@@ -140,6 +158,11 @@ class NnxpStep(Contender):
 
     def info(self) -> dict[str, Any]:
         out = {"ops": type(self.ops).__name__, "optimizer": repr(self.optimizer)}
+        if self.graph:
+            graphed = getattr(self.ops, "_graph", None)
+            out["cuda_graph"] = graphed is not None and graphed.graph is not None
+            if graphed is not None and graphed.failed:
+                out["note"] = f"CUDA graphs off: {graphed.failed}"
         provider = getattr(self.ops, "provider", None)
         if provider is not None:
             out["blas"] = provider.describe()
@@ -395,6 +418,9 @@ def build_contenders(sizes: Sequence[int], batch: int, names: Sequence[str], dev
     for name in names:
         if name in ("nnxp-sgd", "nnxp-adam"):
             out.append(NnxpStep(name, sizes, weights, batches, name.split("-")[1], device=device, blas=blas))
+        elif name in ("nnxp-sgd-graph", "nnxp-adam-graph"):
+            if gpu:  # CUDA graphs exist only on a GPU
+                out.append(NnxpStep(name, sizes, weights, batches, name.split("-")[1], device=device, graph=True))
         elif name == "numpy-ref":
             out.append(ReferenceStep("cupy-ref" if gpu else "numpy-ref", weights, batches, xp, sizes[-1]))
         elif name == "gemm-floor":

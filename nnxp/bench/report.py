@@ -49,6 +49,7 @@ def add_ratios(case: dict[str, Any]) -> None:
         "torch_sgd_graph_over_nnxp_sgd": div(_med(case, "torch-sgd-graph"), sgd),
         "torch_adam_graph_over_nnxp_adam": div(_med(case, "torch-adam-graph"), adam),
         "torch_floor_over_floor": div(_med(case, "torch-gemm-floor"), floor),
+        "torch_sgd_graph_over_nnxp_sgd_graph": div(_med(case, "torch-sgd-graph"), _med(case, "nnxp-sgd-graph")),
     }
     case["nnxp_sgd_gflops"] = case["flops"] / (sgd * 1e6) if sgd else None
     case["floor_gflops"] = case["flops"] / (floor * 1e6) if floor else None
@@ -77,7 +78,8 @@ def check_targets(result: dict[str, Any]) -> dict[str, Any]:
 
 # -- output ----------------------------------------------------------------------------------------------
 
-_COLUMNS = (("nnxp-sgd", "nnxp-sgd"), ("nnxp-adam", "nnxp-adam"), ("numpy-ref", "numpy-ref"),
+_COLUMNS = (("nnxp-sgd", "nnxp-sgd"), ("nnxp-adam", "nnxp-adam"), ("nnxp-sgd-graph", "nnxp-sgd-graph"),
+            ("nnxp-adam-graph", "nnxp-adam-graph"), ("numpy-ref", "numpy-ref"),
             ("torch-sgd", "torch-sgd"), ("torch-adam", "torch-adam"), ("torch-sgd-graph", "torch-sgd-graph"),
             ("torch-adam-graph", "torch-adam-graph"), ("gemm-floor", "gemm-floor"),
             ("torch-gemm-floor", "torch-gemm-floor"))
@@ -97,7 +99,7 @@ def _rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     head += ["nnxp/ref", "torch/nnxp sgd", "torch/nnxp adam", "% of GEMM floor", "nnxp GFLOP/s"]
     head += ["torch floor/floor"] if tfloor else []
     if gpu:
-        head += ["torch graph/nnxp sgd", "CuPy pool MB", "torch peak MB"]
+        head += ["torch graph/nnxp sgd", "torch graph/nnxp graph sgd", "CuPy pool MB", "torch peak MB"]
     head += ["peak RSS MB"]
     rows = []
     for c in result["cases"]:
@@ -110,7 +112,8 @@ def _rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 _fmt(c["nnxp_sgd_gflops"], ".1f")]
         row += [_fmt(r.get("torch_floor_over_floor"), ".2f")] if tfloor else []
         if gpu:
-            row += [_fmt(r.get("torch_sgd_graph_over_nnxp_sgd"), ".2f"), _fmt(c.get("cupy_pool_peak_mb"), ".0f"),
+            row += [_fmt(r.get("torch_sgd_graph_over_nnxp_sgd"), ".2f"),
+                    _fmt(r.get("torch_sgd_graph_over_nnxp_sgd_graph"), ".2f"), _fmt(c.get("cupy_pool_peak_mb"), ".0f"),
                     _fmt(c.get("torch_cuda_peak_mb"), ".0f")]
         row += [_fmt(c.get("peak_rss_mb"), ".0f")]
         rows.append(row)

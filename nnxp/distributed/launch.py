@@ -21,10 +21,11 @@ from typing import Any
 from ..errors import BackendError, ConfigError
 from .comm import MPI_INSTALL_HINT, MPICommunicator, NCCLCommunicator
 
-__all__ = ["launched_by_mpi", "init", "local_rank_from_env", "device_for_rank"]
+__all__ = ["launched_by_mpi", "init", "local_rank_from_env", "local_size_from_env", "device_for_rank"]
 
 _RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK")
 _LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "LOCAL_RANK")
+_LOCAL_SIZE_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "LOCAL_WORLD_SIZE")
 
 
 def launched_by_mpi(environ: Any = None) -> bool:
@@ -33,31 +34,54 @@ def launched_by_mpi(environ: Any = None) -> bool:
     return any(name in environ for name in _RANK_VARIABLES)
 
 
-def local_rank_from_env(environ: Any = None) -> int:
-    """This process's rank among those on its machine (0 when unknown)."""
+def _int_from_env(names: tuple[str, ...], environ: Any) -> int | None:
+    """The first of ``names`` set to an integer in ``environ`` (None if none is)."""
     environ = os.environ if environ is None else environ
-    for name in _LOCAL_RANK_VARIABLES:
+    for name in names:
         if name in environ:
             try:
                 return int(environ[name])
             except ValueError:
                 pass
-    return 0
+    return None
 
 
-def device_for_rank(device: Any, local_rank: int) -> Any:
+def local_rank_from_env(environ: Any = None) -> int:
+    """This process's rank among those on its machine (0 when unknown)."""
+    rank = _int_from_env(_LOCAL_RANK_VARIABLES, environ)
+    return 0 if rank is None else rank
+
+
+def local_size_from_env(environ: Any = None) -> int | None:
+    """How many ranks run on this machine, where the launcher says (None when it does not)."""
+    return _int_from_env(_LOCAL_SIZE_VARIABLES, environ)
+
+
+def device_for_rank(device: Any, local_rank: int, local_size: int | None = None) -> Any:
     """The device selector for this rank: ``"cuda"`` (or ``"auto"`` on a GPU
-    machine) becomes ``"cuda:<local_rank mod GPUs>"``, one GPU per rank; others are unchanged."""
+    machine) becomes ``"cuda:<local_rank>"``, one GPU per rank; others are unchanged.
+
+    CuPy's self-test runs on this rank's GPU, not on GPU 0.  More ranks on a
+    machine than GPUs (``local_size``, default from the launcher's variables)
+    is one clear :class:`~nnxp.errors.BackendError` on every rank, not an NCCL
+    failure later (NCCL refuses two ranks on one GPU).
+    """
     if not isinstance(device, str) or device.strip().lower() not in ("auto", "cuda"):
         return device
     from ..backend import _cupy_gpu_count
 
-    count, why = _cupy_gpu_count()
+    count, why = _cupy_gpu_count(local_rank)
     if count == 0:
         if device.strip().lower() == "cuda":
             raise BackendError(why)
         return "cpu"
-    return f"cuda:{local_rank % count}"
+    local_size = local_size_from_env() if local_size is None else local_size
+    ranks = max(local_size or 0, local_rank + 1)
+    if ranks > count:
+        raise BackendError(f"{ranks} ranks on this machine but CuPy sees {count} GPU(s): one GPU per rank; "
+                           f"start at most {count} rank(s) per machine (e.g. mpiexec -n {count}), "
+                           "or use --device cpu")
+    return f"cuda:{local_rank}"
 
 
 def check_environment() -> None:

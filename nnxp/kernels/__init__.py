@@ -39,11 +39,10 @@ def ops_for(backend: Any, fast: bool = True, cuda_graphs: bool = True, blas: str
         blas = check_setting(blas)  # a bad name or a missing library fails here, whatever the backend
     if not fast:
         return ArrayAPIOps()
-    if backend.name == EMULATED_CUPY:  # the CuPy fast path on the CPU EMULATION of CuPy (tests)
+    if backend.name == EMULATED_CUPY:  # the CuPy fast path on a stand-in for CuPy (tests/support)
         from .cupy import CuPyOps
-        from .cupy_emulation import cupy as emulated_cupy
 
-        return CuPyOps(emulated_cupy, graphs=cuda_graphs)
+        return CuPyOps(backend.cupy_module, graphs=cuda_graphs)
     if array_api_compat.is_numpy_namespace(backend.xp):
         from .numpy import NumPyOps
 

@@ -16,7 +16,7 @@ checks that this path and the reference give the same numbers,
 ``tests/test_cupy_kernels.py`` compiles every kernel with CuPy's code
 generator and NVRTC for sm_90 and sm_80 (no GPU needed), so a typo cannot
 wait for a GPU to show up, and ``tests/test_cupy_emulation.py`` runs this
-class on a CPU EMULATION of CuPy (:mod:`nnxp.kernels.cupy_emulation`).
+class on a CPU EMULATION of CuPy (tests/support/cupy_emulation, test support).
 
 The whole step of ``fit`` is fused further (:mod:`nnxp.kernels.cupy_fused`)
 and captured as a CUDA graph (:mod:`nnxp.kernels.cupy_graph`).  All of it is

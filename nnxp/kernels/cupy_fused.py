@@ -7,20 +7,24 @@ SGD, Adam or AdamW (exactly those classes), one step of
 - per hidden layer: one GEMM ``z = a W^T`` and one kernel ``a = f(z + b)``;
 - output layer: one GEMM, then one loss kernel (:data:`RAW_KERNELS`
   ``nnxp_softmax_xent_*``, a thread per row) adding the bias, taking the
-  softmax (a_L written over z_L), the gradient ``(a - y) / B``, adding that
-  into the output bias gradient, and adding the row's loss and hit to the
-  epoch's totals on the device;
+  softmax (a_L written over z_L), the gradient ``(a - y) / B``, the row's
+  loss and its hit (counted on the device), then one kernel
+  (``nnxp_xent_sums_*``) summing the output bias gradient and adding the
+  batch's loss to the epoch's total;
 - per layer backwards: one GEMM for dC/dW (written into a flat gradient
-  buffer), and below the output one GEMM for dC/da and one kernel
-  ``g *= f'(a)`` that also adds ``g`` into the bias gradient;
+  buffer), and below the output one GEMM for dC/da and one kernel doing
+  ``g *= f'(a)`` and summing each column into the bias gradient;
 - one optimizer kernel over the flat parameter buffer (every parameter at
-  once), which also zeroes the gradients it read (the bias gradients are
-  sums built by atomic adds).
+  once), which also zeroes the gradients it read.
 
-784-H-10 (two layers): 2 batch gathers + 9 = 11 launches per step, counted
-by the CPU EMULATION in tests/test_cupy_emulation.py.  Bias gradients summed
-by atomic adds are not bitwise reproducible on a GPU (the order of the adds
-varies); the maths is the same as the reference's.
+784-H-10 (two layers): 2 batch gathers + 10 = 12 launches per step, counted
+by the CPU EMULATION in tests/test_cupy_emulation.py.  Every float sum is
+taken in a fixed order (a thread per column and part of 32 rows, then the
+parts in order; no atomic float adds, whose order varies on a GPU), so the
+same seed gives bitwise the same training on a GPU too
+(cuBLAS GEMMs are deterministic on one GPU model and library version); the
+hit count is an integer atomic add, exact in any order.  tests/test_cuda_graphs.py
+shuffles the emulated thread order to check it.
 
 Parameters live in one flat buffer (the network's arrays become views of
 it) and so do the optimizer's moments (its state arrays become views too,
@@ -31,6 +35,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as _np  # host-side only: the dtype of the arrival counts
+
 from ..activations import Identity, Softmax
 from ..layers import Dense
 from ..losses import CrossEntropy
@@ -40,11 +46,12 @@ __all__ = ["RAW_KERNELS", "FusedStep", "fuses"]
 
 _C_TYPES = {"float32": "float", "float64": "double"}
 
-# One thread per row of z (B, K): z + b, softmax, loss, (a - y)/B and the bias gradient.
+# One thread per row of z (B, K): z + b, softmax, the row's loss, (a - y)/B, and the row's hit
+# (an integer atomic add: exact, in any order).  No float is summed across threads here.
 _XENT = r"""
 typedef %(ctype)s T;
-extern "C" __global__ void nnxp_softmax_xent_%(dtype)s(T* z, const T* b, const T* y, T* delta, T* db,
-        T* loss_sum, long long* correct, long long rows, long long k, T inv_rows) {
+extern "C" __global__ void nnxp_softmax_xent_%(dtype)s(T* z, const T* b, const T* y, T* delta, T* row_loss,
+        long long* correct, long long rows, long long k, T inv_rows) {
     long long r = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (r >= rows) return;
     T* zr = z + r * k;
@@ -58,41 +65,86 @@ extern "C" __global__ void nnxp_softmax_xent_%(dtype)s(T* z, const T* b, const T
     }
     T s = (T)0;
     for (long long j = 0; j < k; ++j) s += exp(zr[j] - m);
-    T log_s = log(s), row_loss = (T)0, a_best = (T)-1, y_best = yr[0];
+    T log_s = log(s), loss = (T)0, a_best = (T)-1, y_best = yr[0];
     long long predicted = 0, target = 0;
     for (long long j = 0; j < k; ++j) {
         T shifted = zr[j] - m;
         T a = exp(shifted) / s;
-        row_loss += yr[j] * (shifted - log_s);
+        loss += yr[j] * (shifted - log_s);
         zr[j] = a;
-        T d = (a - yr[j]) * inv_rows;
-        dr[j] = d;
-        atomicAdd(&db[j], d);
+        dr[j] = (a - yr[j]) * inv_rows;
         if (a > a_best) { a_best = a; predicted = j; }
         if (yr[j] > y_best) { y_best = yr[j]; target = j; }
     }
-    atomicAdd(loss_sum, -row_loss);
+    row_loss[r] = -loss;
     if (predicted == target) atomicAdd((unsigned long long*)correct, 1ULL);
 }
 """
 
-# g <- g * f'(a) over (rows, cols), adding each column's g into the bias gradient db.
-# The derivative is the elementwise backward kernel's own operation (one formula).
+# Deterministic column sums without atomic float adds, in one launch: thread (column j, part p)
+# sums rows [p*chunk, (p+1)*chunk) of column j into partial[p][j]; the last part of column j to
+# finish (an integer atomic count, exact in any order) adds the parts in part order 0, 1, ...
+# and resets the count.  The order of every float addition is fixed: bitwise the same each run.
+# (The partial sums are read through a volatile pointer, after __threadfence, not from L1.)
+
+# Columns 0..K-1 of delta (B, K): the output bias gradient db; column K: the rows' losses, whose
+# sum is added to the epoch's loss_sum.
+_XENT_SUMS = r"""
+typedef %(ctype)s T;
+extern "C" __global__ void nnxp_xent_sums_%(dtype)s(const T* delta, const T* row_loss, T* db, T* loss_sum,
+        T* partial, unsigned int* arrived, long long rows, long long k, long long chunk) {
+    long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (j > k) return;
+    long long part = blockIdx.y, parts = gridDim.y;
+    long long end = (part + 1) * chunk < rows ? (part + 1) * chunk : rows;
+    T sum = (T)0;
+    for (long long r = part * chunk; r < end; ++r) sum += j < k ? delta[r * k + j] : row_loss[r];
+    partial[part * (k + 1) + j] = sum;
+    __threadfence();
+    if (atomicAdd(&arrived[j], 1u) == (unsigned int)(parts - 1)) {
+        const volatile T* sums = partial;
+        T total = (T)0;
+        for (long long p = 0; p < parts; ++p) total += sums[p * (k + 1) + j];
+        if (j < k) db[j] = total; else *loss_sum += total;
+        arrived[j] = 0u;
+    }
+}
+"""
+
+# g <- g * f'(a) over (rows, cols), and each column's sum into the bias gradient db, summed as
+# above (neighbouring threads read neighbouring addresses).  The derivative is the elementwise
+# backward kernel's own operation (one formula).
 _BIAS_BACKWARD = r"""
 typedef %(ctype)s T;
-extern "C" __global__ void nnxp_bias_backward_%(kind)s_%(dtype)s(const T* a_, T* g_, T* db, long long rows,
-        long long cols, T alpha, T c) {
-    long long n = rows * cols;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (long long)blockDim.x * gridDim.x) {
+extern "C" __global__ void nnxp_bias_backward_%(kind)s_%(dtype)s(const T* a_, T* g_, T* db, T* partial,
+        unsigned int* arrived, long long rows, long long cols, long long chunk, T alpha, T c) {
+    long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= cols) return;
+    long long part = blockIdx.y, parts = gridDim.y;
+    long long end = (part + 1) * chunk < rows ? (part + 1) * chunk : rows;
+    T sum = (T)0;
+    for (long long r = part * chunk; r < end; ++r) {
+        long long i = r * cols + j;
         const T a = a_[i];
         T g = g_[i];
         %(operation)s;
         g_[i] = g;
-        atomicAdd(&db[i %% cols], g);
+        sum += g;
+    }
+    partial[part * cols + j] = sum;
+    __threadfence();
+    if (atomicAdd(&arrived[j], 1u) == (unsigned int)(parts - 1)) {
+        const volatile T* sums = partial;
+        T total = (T)0;
+        for (long long p = 0; p < parts; ++p) total += sums[p * cols + j];
+        db[j] = total;
+        arrived[j] = 0u;
     }
 }
 """
+
+#: Rows each thread of the column sums adds up (the parts of a column are summed by its last one).
+ROWS_PER_PART = 32
 
 
 def _raw_kernels() -> dict[str, str]:
@@ -101,6 +153,7 @@ def _raw_kernels() -> dict[str, str]:
     out = {}
     for dtype, ctype in _C_TYPES.items():
         out[f"nnxp_softmax_xent_{dtype}"] = _XENT % {"ctype": ctype, "dtype": dtype}
+        out[f"nnxp_xent_sums_{dtype}"] = _XENT_SUMS % {"ctype": ctype, "dtype": dtype}
         for name in [k for k in KERNELS if k.startswith("nnxp_backward_")] + ["nnxp_backward_identity"]:
             kind = name.removeprefix("nnxp_backward_")
             operation = KERNELS[name].operation if name in KERNELS else "g = g"
@@ -160,8 +213,17 @@ class FusedStep:
                     view[...] = old
         net.set_parameters(self.params)
         optimizer.rebind(self.params, state)
+        self._counts: dict[tuple[int, int], Any] = {}
         self.scalar_count = len(_SCALARS[type(optimizer)] if type(optimizer) is not SGD or not optimizer.momentum
                                 else _SCALARS["momentum"])
+
+    def _arrived(self, layer: int, columns: int) -> Any:
+        """The column sums' arrival counts for ``layer`` (zeros, made before any capture; each
+        column's last part resets its count)."""
+        key = (layer, columns)
+        if key not in self._counts:
+            self._counts[key] = self.cp.zeros((columns,), dtype=_np.uint32)
+        return self._counts[key]
 
     def _views(self, flat: Any) -> list[Any]:
         return [flat[o:o + int(_prod(s))].reshape(s) for o, s in zip(self.offsets, self.shapes)]
@@ -173,23 +235,25 @@ class FusedStep:
                 and all(p is q for p, q in zip(params, self.params)))
 
     # -- one step --------------------------------------------------------------------
-    def step(self, net: Any, x: Any, y: Any, optimizer: Any, totals: Any, scalars: Any = None) -> Any:
+    def step(self, net: Any, x: Any, y: Any, optimizer: Any, totals: Any, scalars: Any = None,
+             gemm: Any = None) -> Any:
         """One training step; returns a_L (a buffer, valid until the next step).
 
-        ``scalars`` (for CUDA-graph capture): the device array the update reads the
-        per-step scalars from (:meth:`scalar_values`); then the products go through
-        the raw cuBLAS binding and the step is not counted here (the replay does).
+        For CUDA-graph capture: ``scalars``, the device array the update reads the
+        per-step scalars from (:meth:`scalar_values`; the step is then not counted
+        here, the replay does), and ``gemm(a, b, out)``, products that a capture can
+        record (:class:`nnxp.kernels.cublas_capture.CaptureBlas`; ``cupy.matmul``
+        cannot be captured).
         """
         from .cupy_kernels import _BACKWARD_OF, _FORWARD_OF
         from .cupy_kernels import kernel as _kernel
-        from .cupy_graph import gemm
 
         ops, cp = self.ops, self.cp
         capture = scalars is not None
 
         def product(a, b, key=None, out=None):
             out = out if out is not None else ops.buffer(key, (a.shape[0], b.shape[1]), a.dtype)
-            return gemm(cp, a, b, out) if capture else cp.matmul(a, b, out=out)
+            return gemm(a, b, out) if gemm is not None else cp.matmul(a, b, out=out)
 
         rows = int(x.shape[0])
         dtype = str(x.dtype)
@@ -209,12 +273,18 @@ class FusedStep:
         z = product(a, self.params[2 * last].T, ("z", last))
         k = int(z.shape[1])
         delta = ops.buffer(("delta", last), (rows, k), z.dtype)
+        row_loss = ops.buffer(("row_loss",), (rows,), z.dtype)
         if totals is None:
             totals = ops.scratch_totals(z.dtype)
         _raw(cp, f"nnxp_softmax_xent_{dtype}")(
             ((rows + 127) // 128,), (128,),
-            (z, self.params[2 * last + 1], y, delta, self.grads[2 * last + 1], totals.loss, totals.correct,
-             rows, k, scalar(1.0 / rows)))
+            (z, self.params[2 * last + 1], y, delta, row_loss, totals.correct, rows, k, scalar(1.0 / rows)))
+        parts = (rows + ROWS_PER_PART - 1) // ROWS_PER_PART
+        _raw(cp, f"nnxp_xent_sums_{dtype}")(
+            ((k + 128) // 128, parts), (128,),
+            (delta, row_loss, self.grads[2 * last + 1], totals.loss,
+             ops.buffer(("sum_parts", last), (parts, k + 1), z.dtype), self._arrived(last, k + 1), rows, k,
+             ROWS_PER_PART))
         a_out = z
         for i in range(last, -1, -1):
             product(delta.T, acts[i], out=self.grads[2 * i])
@@ -225,9 +295,11 @@ class FusedStep:
             kind = _BACKWARD_OF.get(type(act), "identity")
             alpha = getattr(act, "alpha", 0.0)
             cols = int(g.shape[1])
-            blocks = min((rows * cols + 255) // 256, 4096)
+            parts = (rows + ROWS_PER_PART - 1) // ROWS_PER_PART
             _raw(cp, f"nnxp_bias_backward_{kind}_{dtype}")(
-                (blocks,), (256,), (acts[i], g, self.grads[2 * i - 1], rows, cols, scalar(alpha), scalar(1.0 - alpha)))
+                ((cols + 127) // 128, parts), (128,),
+                (acts[i], g, self.grads[2 * i - 1], ops.buffer(("sum_parts", i - 1), (parts, cols), g.dtype),
+                 self._arrived(i - 1, cols), rows, cols, ROWS_PER_PART, scalar(alpha), scalar(1.0 - alpha)))
             delta = g
         if not capture:
             optimizer.begin_step(self.params, self.grads)  # host only: counts the step

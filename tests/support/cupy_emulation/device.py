@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...backend import EMULATED_CUPY, Backend
+from nnxp.backend import EMULATED_CUPY, Backend
 
 class EmulationUnavailable(RuntimeError):
     """No C++ compiler: the emulation cannot run (tests skip with this reason)."""
@@ -60,6 +60,7 @@ SIGNATURES: set[tuple[str, tuple]] = set()
 # -- CUDA-graph capture ----------------------------------------------------------------
 
 _capture: list[tuple[str, Callable[[], None]]] | None = None
+_capture_stream: int | None = None  # the pointer of the stream that captures
 
 
 def capturing() -> bool:
@@ -72,23 +73,41 @@ def record(name: str, run: Callable[[], None]) -> None:
     _capture.append((name, run))
 
 
-def begin_capture() -> None:
-    global _capture
+def capture_stream() -> int | None:
+    """The pointer of the stream that captures (None when none does)."""
+    return _capture_stream
+
+
+def begin_capture(stream_ptr: int) -> None:
+    global _capture, _capture_stream
     if _capture is not None:
         raise RuntimeError("EMULATION: a capture is already under way")
-    _capture = []
+    _capture, _capture_stream = [], stream_ptr
 
 
 def end_capture() -> list[tuple[str, Callable[[], None]]]:
-    global _capture
-    nodes, _capture = _capture, None
+    global _capture, _capture_stream
+    nodes, _capture, _capture_stream = _capture, None, None
     return nodes
+
+
+# What CuPy raises in capture (cupy_backends/cuda/libs/cublas.pyx setStream; cupy/cuda/memory.pyx).
+CUBLAS_IN_CAPTURE = "calling cuBLAS API during stream capture is currently unsupported"
+H2D_IN_CAPTURE = "the current stream is capturing, so H2D transfers are disallowed"
+D2H_IN_CAPTURE = "the current stream is capturing, so D2H transfers are disallowed"
+SYNC_IN_CAPTURE = "cudaErrorStreamCaptureUnsupported: operation not permitted when stream is capturing"
+
+
+def refuse_cublas_in_capture() -> None:
+    """CuPy's cuBLAS wrappers (raw bindings, ``matmul``, ``dot``) refuse while a stream captures."""
+    if _capture is not None:
+        raise NotImplementedError(CUBLAS_IN_CAPTURE)
 
 
 def _refuse_in_capture(what: str) -> None:
     if _capture is not None:
-        raise RuntimeError(f"EMULATION: {what} during CUDA-graph capture (memory the pool gives out "
-                           "then may be reused while the graph runs: cupy issue 9655)")
+        raise RuntimeError(f"EMULATION: {what} during CUDA-graph capture (stricter than CuPy, which allows it: "
+                           "memory the pool gives out then may be reused while the graph runs, cupy issue 9655)")
 
 
 def _plain(x: Any) -> Any:
@@ -188,6 +207,8 @@ class DeviceArray(np.ndarray):
         return np.ndarray.copy(self.view(np.ndarray), order).view(DeviceArray)
 
     def _host_read(self, convert):
+        if _capture is not None:  # a device-to-host copy and a sync: CuPy refuses them in capture
+            raise RuntimeError(D2H_IN_CAPTURE)
         COUNTERS.host_reads += 1
         return convert(self.view(np.ndarray))
 
@@ -207,6 +228,8 @@ class DeviceArray(np.ndarray):
         """Copy host data in, as ``cupy.ndarray.set`` (a host-to-device copy)."""
         if not isinstance(host, np.ndarray) or host.shape != self.shape or host.dtype != self.dtype:
             raise TypeError("EMULATION: set() takes a NumPy array of the same shape and dtype (as CuPy)")
+        if _capture is not None:  # a pageable host-to-device copy: CuPy refuses it in capture
+            raise RuntimeError(H2D_IN_CAPTURE)
         COUNTERS.host_writes += 1
         np.copyto(self.view(np.ndarray), host)
 
@@ -219,6 +242,8 @@ class DeviceArray(np.ndarray):
 
     def get(self) -> np.ndarray:
         """The host copy, as ``cupy.ndarray.get()``."""
+        if _capture is not None:
+            raise RuntimeError(D2H_IN_CAPTURE)
         COUNTERS.host_reads += 1
         return np.array(self.view(np.ndarray))
 
@@ -253,6 +278,13 @@ class EmulatedBackend(Backend):
     CuPy's executor running on this EMULATION."""
 
     __slots__ = ()
+
+    @property
+    def cupy_module(self) -> Any:
+        """The stand-in ``cupy`` module that ``nnxp.kernels.ops_for`` gives to ``CuPyOps``."""
+        from .runtime import cupy
+
+        return cupy
 
     def asarray(self, data: Any, dtype: Any, *, copy: bool = False) -> Any:
         return _on_device(super().asarray(data, dtype, copy=copy))

@@ -5,7 +5,7 @@ No GPU was available to this project, so nothing here is a time.  What is
 counted, per steady-state step of a 784-H-10 network (ReLU, softmax +
 cross-entropy, float32):
 
-- nnxp: by :mod:`nnxp.kernels.cupy_emulation` while ``Network.fit`` runs the
+- nnxp: by the CPU EMULATION (tests/support/cupy_emulation) while ``Network.fit`` runs the
   real CuPy executor: every ``ElementwiseKernel``/``RawKernel`` launch, cuBLAS
   or ``cupy`` call, CUDA-graph launch and NumPy-level operation on device
   arrays (the reference path), and every device allocation.  One epoch of 3
@@ -17,7 +17,7 @@ cross-entropy, float32):
   are not views or metadata (``view``, ``t``, ``empty``, ...), about one GPU
   kernel each (on a GPU some are fused or split differently: an estimate).
 
-``python -m nnxp.bench.launches [--markdown]`` prints the table.
+``python scripts/launches.py [--markdown]`` prints the table (test support: the product never imports it).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def per_step_counts(backend: Any, optimizer: Any, *, fast: bool = True, sizes: t
     import numpy as np
 
     import nnxp
-    from nnxp.kernels import cupy_emulation as em
+    from support import cupy_emulation as em
 
     saved = os.environ.get("NNXP_CUDA_GRAPHS")
     if graphs is not None:
@@ -133,7 +133,7 @@ def torch_operator_counts(optimizer: str, sizes: tuple[int, ...] = SIZES, batch:
 def table(markdown: bool = False) -> str:
     """The per-step counts of nnxp's CuPy paths (EMULATION) beside PyTorch's eager operators."""
     import nnxp
-    from nnxp.kernels.cupy_emulation import emulated_cupy_backend
+    from support.cupy_emulation import emulated_cupy_backend
 
     backend = emulated_cupy_backend()
     optimizers = {"SGD": lambda: nnxp.SGD(lr=0.01), "Adam": lambda: nnxp.Adam(lr=0.001)}
@@ -163,7 +163,7 @@ def table(markdown: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nnxp.bench.launches", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python scripts/launches.py", description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args(argv)
     print(table(markdown=args.markdown))

@@ -41,6 +41,7 @@ using std::max; using std::min; using std::isnan; using std::isinf; using std::i
 struct nnxp_dim3 { unsigned int x, y, z; };
 static nnxp_dim3 threadIdx, blockIdx, blockDim, gridDim;
 template <typename T> static inline T atomicAdd(T* address, T value) { T old = *address; *address += value; return old; }
+static inline void __threadfence() {}
 """
 
 _lock = threading.Lock()
@@ -263,6 +264,20 @@ def _describe(values: list[np.ndarray], is_array: list[bool], shape: tuple[int, 
 
 # -- RawKernel ---------------------------------------------------------------------------
 
+
+class _ThreadOrder:
+    """The order RawKernel threads run in: in index order, or shuffled (``rng`` set) as a GPU may
+    schedule them, so that a result depending on the order of atomic adds shows it."""
+
+    rng: np.random.Generator | None = None
+
+    def shuffle(self, seed: int | None) -> None:
+        """Shuffle every later launch's threads with this seed (None: index order again)."""
+        self.rng = None if seed is None else np.random.default_rng(seed)
+
+
+THREAD_ORDER = _ThreadOrder()
+
 _SIGNATURE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', re.S)
 
 
@@ -315,24 +330,32 @@ class RawKernel:
             self._fn = getattr(_compile(self._source()), f"nnxp_launch_{self.name}")
             self._fn.restype = None
         fn, dims = self._fn, [ctypes.c_uint(v) for v in grid + block]
+        total = int(np.prod(grid)) * int(np.prod(block))
+
+        def launch() -> None:
+            order = None if THREAD_ORDER.rng is None else THREAD_ORDER.rng.permutation(total).astype(np.uint64)
+            fn(pointers, *dims, ctypes.c_void_p(None if order is None else order.ctypes.data))
+
         if capturing():  # the holders (scalars baked in now) live as long as the graph
-            record(self.name, lambda: (holders, fn(pointers, *dims)))
+            record(self.name, lambda: (holders, launch()))
             return
         COUNTERS.launch(self.name)
-        fn(pointers, *dims)
+        launch()
 
     def _source(self) -> str:
         call = ", ".join(
             f"*({ctype}{'*' if pointer else ''}*)args[{k}]" for k, (ctype, pointer) in enumerate(self.param_types))
         return _PRELUDE + self.code + f"""
 extern "C" void nnxp_launch_{self.name}(void** args, unsigned gx, unsigned gy, unsigned gz,
-                                        unsigned bx, unsigned by, unsigned bz) {{
+                                        unsigned bx, unsigned by, unsigned bz, const unsigned long long* order) {{
   gridDim = {{gx, gy, gz}}; blockDim = {{bx, by, bz}};
-  for (unsigned z = 0; z < gz; ++z) for (unsigned y = 0; y < gy; ++y) for (unsigned x = 0; x < gx; ++x)
-    for (unsigned tz = 0; tz < bz; ++tz) for (unsigned ty = 0; ty < by; ++ty) for (unsigned tx = 0; tx < bx; ++tx) {{
-      blockIdx = {{x, y, z}}; threadIdx = {{tx, ty, tz}};
-      {self.name}({call});
-    }}
+  unsigned long long threads = (unsigned long long)bx * by * bz, total = threads * gx * gy * gz;
+  for (unsigned long long t = 0; t < total; ++t) {{  /* in order, or in the order given */
+    unsigned long long n = order ? order[t] : t, in_block = n % threads, block = n / threads;
+    threadIdx = {{(unsigned)(in_block % bx), (unsigned)(in_block / bx % by), (unsigned)(in_block / bx / by)}};
+    blockIdx = {{(unsigned)(block % gx), (unsigned)(block / gx % gy), (unsigned)(block / gx / gy)}};
+    {self.name}({call});
+  }}
 }}
 """
 

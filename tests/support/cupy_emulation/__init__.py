@@ -18,18 +18,28 @@ No GPU is available to this project, so the CuPy fast path
   outputs allocated.
 - ``RawKernel(code, name)``: compiled as C++ with ``threadIdx``/``blockIdx``
   set by a serial loop over the grid and block; ``atomicAdd`` is a plain add
-  (the loop is serial).  Kernels using ``__shared__`` or ``__syncthreads``
+  (the loop is serial; ``THREAD_ORDER.shuffle(seed)`` runs the threads in a
+  shuffled order, as a GPU may, so atomic float sums change with it).
+  Kernels using ``__shared__`` or ``__syncthreads``
   are refused: a serial loop would not emulate them.  Arguments follow CuPy:
   arrays as pointers, Python ``float`` as ``double``, ``int`` as ``long long``,
   NumPy scalars as their dtype; a scalar whose type differs from the kernel's
   declared parameter type raises ``TypeError`` (on a GPU it is silently
   misread).
-- ``matmul``, ``sum``, ``take``, ``copyto``, ``empty``, ``zeros``, ``asarray``: by NumPy;
+- ``matmul``, ``dot``, ``sum``, ``take``, ``copyto``, ``empty``, ``zeros``, ``asarray``: by NumPy;
   the raw cuBLAS ``sgemm``/``dgemm`` on column-major pointers, as cuBLAS reads them.
 - ``cupy.cuda.Stream`` capture: launches are recorded (host scalars baked in
-  then, as in a CUDA graph) and ``Graph.launch`` replays them; an allocation,
-  ``cupy.matmul`` (cupy issue 6290) or a NumPy-level operation during capture
-  is refused.
+  then, as in a CUDA graph) and ``Graph.launch`` replays them.  Refused in
+  capture as CuPy refuses them: its cuBLAS wrappers, ``matmul`` and ``dot``
+  (``NotImplementedError``, cupy issue 6290), host reads and pageable copies
+  (``get``, ``float(x)``, ``set``), ``Stream.synchronize``.  Refused although
+  CuPy allows them (stricter, labelled EMULATION): an allocation or a
+  NumPy-level operation (memory may be reused while the graph runs, cupy
+  issue 9655).
+- ``cupy.cuda.cublas_library``: the libcublas C functions nnxp calls through
+  ctypes in capture (``cublasCreate_v2``, ``cublasSetStream_v2``,
+  ``cublasSetWorkspace_v2``, ``cublasGemmEx`` with compute types, TF32
+  rounding); ``CUPY_TF32=1`` rounds float32 ``matmul`` inputs to TF32 as well.
 
 Arrays are :class:`DeviceArray` (an ``ndarray`` subclass standing for device
 memory).  :data:`COUNTERS` counts kernel launches (one per ``ElementwiseKernel``
@@ -39,15 +49,15 @@ reads (``float(x)``, ``int(x)``, ``bool(x)``), and arrays that met a
 device array without having been created as one (``untracked``), host-to-device
 copies and graph replays.  Not emulated: timing, concurrency between streams,
 memory pools, cuBLAS workspaces, denormal flushing (``-ftz=true``), fused
-multiply-add contraction, the order of atomic adds.
+multiply-add contraction, concurrent threads (the thread order can be shuffled).
 """
 
 from __future__ import annotations
 
-from .compiler import CompileException, ElementwiseKernel, RawKernel, compiler
+from .compiler import THREAD_ORDER, CompileException, ElementwiseKernel, RawKernel, compiler
 from .device import COUNTERS, SIGNATURES, DeviceArray, EmulatedBackend, EmulationUnavailable, to_device
 from .runtime import cupy
 from .backend import emulated_cupy_backend
 
-__all__ = ["COUNTERS", "SIGNATURES", "DeviceArray", "ElementwiseKernel", "RawKernel", "CompileException",
+__all__ = ["COUNTERS", "SIGNATURES", "THREAD_ORDER", "DeviceArray", "ElementwiseKernel", "RawKernel", "CompileException",
            "EmulationUnavailable", "EmulatedBackend", "compiler", "cupy", "emulated_cupy_backend", "to_device"]

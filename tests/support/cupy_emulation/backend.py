@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...backend import EMULATED_CUPY
+from nnxp.backend import EMULATED_CUPY
 from .compiler import compiler
 from .device import EmulatedBackend
 
