@@ -244,3 +244,24 @@ def test_a_bad_tokenizer_json_gets_one_line_naming_the_file_and_field(tmp_path, 
     message = str(info.value)
     assert re.match(f"{re.escape(str(path))}: {field}", message), message
     assert "\n" not in message and "; " in message  # one line, with the fix after the problem
+
+
+# -- a long piece is encoded as a short one would be, without quadratic work --------------------
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(alphabet="the cat\n", min_size=65, max_size=400))
+def test_long_pieces_encode_as_the_plain_loop_does(byte_tokenizer, text):
+    parts = list("".join(chunks_of(text.replace(" ", "").replace("\n", ""))))
+    if len(parts) < 2:
+        return
+    plain = Tokenizer(byte_tokenizer.symbols, byte_tokenizer.merges, "byte")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tokenizer_module, "LONG_PIECE", 10**9)
+        expected = plain._bpe("".join(parts))
+    assert byte_tokenizer._bpe_long(parts) == [byte_tokenizer.symbols[i] for i in expected]
+
+
+def test_encoding_a_long_chunk_round_trips(byte_tokenizer):
+    text = "thecatsatonthemat" * 6_000  # one 102 KB chunk
+    ids = byte_tokenizer.encode(text)
+    assert byte_tokenizer.decode(ids) == text and len(ids) < len(text)

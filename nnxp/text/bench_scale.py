@@ -111,6 +111,10 @@ def run(corpus: Path, merges: int = 32000, repeats: int = 1, pre_tokenizer: str 
     }
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"
+
+
 def format_markdown(result: dict[str, Any]) -> str:
     m, r = result["machine"], result["results"]
     a, b = r["nnxp"], r["tokenizers"]
@@ -118,7 +122,7 @@ def format_markdown(result: dict[str, Any]) -> str:
     return "\n".join([
         f"| corpus | merges | library | time (s) | peak RSS (MB) | bytes per corpus byte |",
         "|---|---|---|---|---|---|",
-        *(f"| {result['bytes'] / 1e6:.0f} MB | {result['merges']} | {name} | {x['seconds']['median']:.1f} "
+        *(f"| {_size(result['bytes'])} | {result['merges']} | {name} | {x['seconds']['median']:.1f} "
           f"| {x['peak_rss_bytes']['median'] / 1e6:.0f} | {x['bytes_per_corpus_byte']:.2f} |"
           for name, x in (("nnxp", a), (f"tokenizers {m['tokenizers']}", b))),
         "",

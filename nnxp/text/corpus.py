@@ -72,6 +72,8 @@ def read_corpus(path: str | os.PathLike | None = None) -> tuple[str, str]:
                         "(or no CORPUS for the built-in English text)")
     if not text.strip():
         raise DataError(f"corpus {path} is empty (no text): give a file with some UTF-8 text")
+    for _ in text_blocks([text], name=str(path)):  # a huge run with no place to cut is refused here too
+        pass
     return text, str(path)
 
 

@@ -27,6 +27,7 @@ by field (:mod:`nnxp.text.schema`).  The encoder remembers the ids of the last
 
 from __future__ import annotations
 
+import heapq
 import json
 import numbers
 import os
@@ -47,6 +48,8 @@ __all__ = ["Tokenizer", "learn", "words_of", "chunks_of", "BYTE_CHUNK_PATTERN", 
 MODES = ("word", "byte")
 #: How many distinct words/chunks an encoder remembers (least recently used ones are forgotten).
 CACHE_SIZE = 1 << 16
+#: Pieces with more symbols than this are encoded with a heap (see Tokenizer._bpe_long).
+LONG_PIECE = 64
 
 
 class Tokenizer:
@@ -98,6 +101,8 @@ class Tokenizer:
 
     def _bpe(self, piece: str) -> list[int]:
         parts = [c for c in piece if c in self.ids]  # word mode: unseen characters are skipped
+        if len(parts) > LONG_PIECE:
+            return [self.ids[p] for p in self._bpe_long(parts)]
         ranks = self.ranks
         while len(parts) > 1:
             best, best_rank = None, None
@@ -110,6 +115,36 @@ class Tokenizer:
             a, b = best
             parts = merge_pair(parts, a, b, a + b)
         return [self.ids[p] for p in parts]
+
+    def _bpe_long(self, parts: list[str]) -> list[str]:
+        """:meth:`_bpe` for a long piece: a linked list and a heap of (rank, position), so each merge
+        costs what it changes (lowest rank first, leftmost first among equals, as :meth:`_bpe`)."""
+        ranks = self.ranks
+        sym: list = list(parts)
+        n = len(sym)
+        nxt = list(range(1, n)) + [-1]
+        prv = [-1] + list(range(n - 1))
+        heap = [(r, i) for i, pair in enumerate(zip(sym, sym[1:])) if (r := ranks.get(pair)) is not None]
+        heapq.heapify(heap)
+        while heap:
+            rank, i = heapq.heappop(heap)
+            j = nxt[i] if sym[i] is not None else -1
+            if j < 0 or ranks.get((sym[i], sym[j])) != rank:  # stale: merged away or changed
+                continue
+            sym[i] += sym[j]
+            sym[j] = None
+            q = nxt[i] = nxt[j]
+            if q >= 0:
+                prv[q] = i
+                r = ranks.get((sym[i], sym[q]))
+                if r is not None:
+                    heapq.heappush(heap, (r, i))
+            p = prv[i]
+            if p >= 0:
+                r = ranks.get((sym[p], sym[i]))
+                if r is not None:
+                    heapq.heappush(heap, (r, p))
+        return [s for s in sym if s is not None]
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of ``ids`` (byte mode: exact; invalid UTF-8 from a partial sequence shows as U+FFFD).
