@@ -1,6 +1,6 @@
 """Write a large English corpus, offline and deterministically, for the BPE benchmark.
 
-``python scripts/make_text_corpus.py OUT.txt [--megabytes 100] [--seed 0]``
+``python scripts/make_text_corpus.py OUT.txt [--megabytes 100] [--seed 0] [--vary 0.03]``
 
 The base text is what every CPython ships: the docstrings of the standard
 library's modules, classes and functions (parsed with :mod:`ast` from the
@@ -13,7 +13,7 @@ pass ``r`` varies it with ``random.Random(seed * 1_000_003 + r)``:
 
 - the paragraphs come in a new random order;
 - every number is replaced by a random one of the same number of digits;
-- 3% of the words (runs of letters of 4 or more) get a variant: a suffix
+- 3% of the words (``--vary``; runs of letters of 4 or more) get a variant: a suffix
   (``s``, ``ed``, ``ing``, ``er``, ``ly``, ``ness``), two adjacent inner
   letters swapped, or a capital first letter,
 
@@ -66,12 +66,12 @@ def base_paragraphs() -> list[str]:
     return paragraphs
 
 
-def _vary(rng: random.Random):
+def _vary(rng: random.Random, rate: float):
     def sub(match: re.Match) -> str:
         word = match.group()
         if word[0].isdigit():
             return "".join(rng.choice("0123456789") for _ in word)
-        if rng.random() >= 0.03:
+        if rng.random() >= rate:
             return word
         kind = rng.randrange(3)
         if kind == 0:
@@ -83,7 +83,7 @@ def _vary(rng: random.Random):
     return sub
 
 
-def write_corpus(path: Path, megabytes: float, seed: int = 0) -> int:
+def write_corpus(path: Path, megabytes: float, seed: int = 0, vary: float = 0.03) -> int:
     """Write about ``megabytes`` MB (10**6 bytes) of varied text to ``path``; return its size in bytes."""
     paragraphs = base_paragraphs()
     target = int(megabytes * 1_000_000)
@@ -94,7 +94,7 @@ def write_corpus(path: Path, megabytes: float, seed: int = 0) -> int:
             rng = random.Random(seed * 1_000_003 + r)
             order = list(range(len(paragraphs)))
             rng.shuffle(order)
-            sub = _vary(rng)
+            sub = _vary(rng, vary)
             for k in order:
                 text = _TOKEN.sub(sub, paragraphs[k]) + "\n\n"
                 out.write(text)
@@ -111,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", type=Path, metavar="OUT.txt")
     parser.add_argument("--megabytes", type=float, default=100.0, help="size in MB, 10**6 bytes (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the variations (default: 0)")
+    parser.add_argument("--vary", type=float, default=0.03,
+                        help="fraction of the words given a variant in each pass (default: 0.03)")
     args = parser.parse_args(argv)
-    size = write_corpus(args.output, args.megabytes, args.seed)
+    size = write_corpus(args.output, args.megabytes, args.seed, args.vary)
     print(f"wrote {args.output}: {size:,} bytes (Python {sys.version.split()[0]} standard library text)")
     return 0
 

@@ -52,6 +52,8 @@ def test_gpt4_pre_tokenizer_from_the_command_line(tmp_path, capsys, monkeypatch)
                            "--merges", "30", "-o", out_file)
     assert code == 0, err
     assert Tokenizer.load(out_file).pre_tokenizer == "gpt4"
+    code, _, err = run_cli(capsys, "text", "vocab", corpus, "--pre-tokenizer", "gpt4")  # word mode
+    assert code == 2 and "is for the byte mode" in one_line_error(err)
     # Without the regex package: one line naming it.
     monkeypatch.setitem(sys.modules, "regex", None)
     monkeypatch.delitem(pretokenize._FINDERS, "gpt4", raising=False)

@@ -239,6 +239,9 @@ def learn(text: str | Iterable[str], merges: int = 5000, mode: str = "word", *, 
     if mode not in MODES:
         raise ConfigError(f"unknown tokenizer mode {mode!r}: choose word or byte")
     chunk_finder(pre_tokenizer)  # an unknown or unavailable pre-tokenizer fails before any work
+    if mode == "word" and pre_tokenizer != "gpt2":
+        raise ConfigError(f"the {pre_tokenizer} pre-tokenizer is for the byte mode (the word mode splits text "
+                          "into runs of letters): add --mode byte")
     if isinstance(text, str):
         from .corpus import text_blocks
 
