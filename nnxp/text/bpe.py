@@ -31,8 +31,10 @@ are rewritten whole, which costs at most :data:`LONG_WORD` steps.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import numbers
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -153,6 +155,19 @@ def learn_merges(word_counts: Mapping[str, int], merges: int, *, alphabet: Itera
     (the corpus cannot give the vocabulary asked for).
     """
     merges = check_merges(merges)
+    # The structures hold millions of small tuples and lists and no cycles: the cyclic garbage
+    # collector would only walk them again and again.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _learn_merges(word_counts, merges, alphabet, min_count, allow_fewer)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _learn_merges(word_counts: Mapping[str, int], merges: int, alphabet: Iterable[str], min_count: int,
+                  allow_fewer: bool) -> Merges:
     if not word_counts:
         raise DataError("the corpus has no words to learn a vocabulary from: give more text")
     chars = set(alphabet)
@@ -198,25 +213,18 @@ def learn_merges(word_counts: Mapping[str, int], merges: int, *, alphabet: Itera
             new = ids[text] = len(symbols)
             symbols.append(text)
         done.append(pair)
-        delta: dict[tuple[int, int], int] = {}
-        gained: dict[tuple[int, int], list[int]] = {}
+        delta: defaultdict[tuple[int, int], int] = defaultdict(int)
+        gained: defaultdict[tuple[int, int], list[int]] = defaultdict(list)
         for wi in where.pop(pair):
             word = words[wi]
             n = counts[wi]
             if type(word) is _LongWord:
                 for p in word.merge(a, b, new, delta, n):
-                    gained.setdefault(p, []).append(wi)
+                    gained[p].append(wi)
                 continue
-            merged = merge_pair(word, a, b, new)
-            if merged is word:  # listed twice, or the pair left this word earlier
-                continue
-            for p in zip(word, word[1:]):
-                delta[p] = delta.get(p, 0) - n
-            for p in zip(merged, merged[1:]):
-                delta[p] = delta.get(p, 0) + n
-                if new in p:
-                    gained.setdefault(p, []).append(wi)
-            words[wi] = merged
+            merged = _merge_short(word, a, b, new, delta, n, gained, wi)
+            if merged is not None:  # None: listed twice, or the pair left this word earlier
+                words[wi] = merged
         for p, d in delta.items():
             if d:
                 c = pair_counts[p] = pair_counts.get(p, 0) + d
@@ -241,6 +249,44 @@ def learn_merges(word_counts: Mapping[str, int], merges: int, *, alphabet: Itera
         for s in word:
             final[s] += n
     return Merges(symbols, [(symbols[a], symbols[b]) for a, b in done], final_words, final)
+
+
+def _merge_short(word: list[int], a: int, b: int, new: int, delta: dict, n: int, gained: dict,
+                 wi: int) -> list[int] | None:
+    """``word`` with every ``a b`` merged (left to right), or None if it holds none; adds the
+    changes of the other pairs' counts times ``n`` to ``delta`` (at each merge: the pair with the
+    symbol before loses ``a`` and gains ``new``, the pair with the symbol after loses ``b`` and
+    gains ``new``) and lists ``wi`` under the pairs gained (``delta`` and ``gained`` are
+    defaultdicts of int and list)."""
+    size = len(word)
+    index = word.index
+    out: list[int] = []
+    start = i = 0
+    while i < size - 1:
+        try:  # the next a b at or after i
+            i = index(a, i)
+        except ValueError:
+            break
+        if i + 1 >= size or word[i + 1] != b:
+            i += 1
+            continue
+        out += word[start:i]
+        if out:
+            left = out[-1]
+            delta[left, a] -= n
+            delta[left, new] += n
+            gained[left, new].append(wi)
+        start = i = i + 2
+        if i < size:
+            right = word[i]
+            delta[b, right] -= n
+            delta[new, right] += n
+            gained[new, right].append(wi)
+        out.append(new)
+    if not start:
+        return None
+    out += word[start:]
+    return out
 
 
 def merge_pair(word: Any, a: Any, b: Any, new: Any) -> Any:
