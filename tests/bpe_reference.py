@@ -42,3 +42,16 @@ def naive_bpe(word_counts: dict[str, int], merges: int, alphabet=()) -> tuple[li
                     i += 1
             words[w] = merged
     return symbols, out
+
+
+def tokenizers_byte_merges(text: str, merges: int, pattern: str) -> list[tuple[str, str]]:
+    """The merges Hugging Face ``tokenizers``' ``BpeTrainer`` learns from ``text`` in byte mode:
+    chunks by ``pattern``, then bytes, vocabulary 256 + merges."""
+    import json
+
+    from nnxp.text.bench import hf_byte_trainer
+
+    hf, trainer = hf_byte_trainer(pattern, merges)
+    hf.train_from_iterator([text], trainer)
+    learned = json.loads(hf.to_str())["model"]["merges"]
+    return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned]

@@ -52,16 +52,11 @@ def _child(argv: list[str]) -> None:
         version = "-"
     else:
         import tokenizers
-        from tokenizers import Regex, models, pre_tokenizers, trainers
 
+        from nnxp.text.bench import hf_byte_trainer
         from nnxp.text.pretokenize import PRE_TOKENIZERS
 
-        hf = tokenizers.Tokenizer(models.BPE())
-        hf.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(PRE_TOKENIZERS[pre_tokenizer]), "isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-        trainer = trainers.BpeTrainer(vocab_size=256 + merges, show_progress=False,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        hf, trainer = hf_byte_trainer(PRE_TOKENIZERS[pre_tokenizer], merges)
         hf.train_from_iterator(blocks, trainer)
         raw = json.loads(hf.to_str())["model"]["merges"]
         learned = [m.split(" ") if isinstance(m, str) else list(m) for m in raw]
