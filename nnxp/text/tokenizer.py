@@ -89,11 +89,14 @@ class Tokenizer:
         """Token ids of ``text``."""
         if not isinstance(text, str):
             raise ConfigError(f"encode takes a str, got {type(text).__name__}")
+        from .corpus import text_blocks
+
         out: list[int] = []
         piece_ids = self._piece_ids
-        raw = words_of(text) if self.mode == "word" else chunk_finder(self.pre_tokenizer)(text)
-        for piece in raw:
-            out.extend(piece_ids(piece))
+        split = words_of if self.mode == "word" else chunk_finder(self.pre_tokenizer)
+        for block in text_blocks([text], max_run=max(len(text), 1)):  # never all the pieces at once
+            for piece in split(block):
+                out.extend(piece_ids(piece))
         return out
 
     def _encode_piece(self, piece: str) -> tuple[int, ...]:
