@@ -3,6 +3,8 @@ arguments, binary, not UTF-8, empty, a huge line with no place to cut) is one er
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -11,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from conftest import one_line_error, run_cli
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nnxp.text import Tokenizer, learn
 from nnxp.text import pretokenize
@@ -108,3 +112,29 @@ def test_undecodable_arguments(tmp_path):
     done = _nnxp("text", "vocab", "--merges", b"\xff", cwd=tmp_path)
     assert done.returncode == 2
     one_line_error(done.stderr.decode("utf-8", "replace"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=200) | st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
+       merges=st.none() | st.integers(-2, 40).map(str) | st.text(max_size=3),
+       mode=st.sampled_from([None, "word", "byte"]), pre=st.sampled_from([None, "gpt2", "gpt4"]))
+def test_any_vocab_invocation_succeeds_or_is_one_error_line(tmp_path, content, merges, mode, pre):
+    # Property: whatever the corpus bytes and flags, exit 0 with `count symbol` lines, or exit 2
+    # with one `nnxp: error:` line; the corpus is never changed.
+    from nnxp.cli import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(content)
+    argv = ["text", "vocab", str(corpus)]
+    for flag, value in (("--merges", merges), ("--mode", mode), ("--pre-tokenizer", pre)):
+        if value is not None:
+            argv += [f"{flag}={value}"]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    assert corpus.read_bytes() == content
+    if code == 0:
+        assert all(line.split(" ", 1)[0].isdigit() for line in out.getvalue().splitlines())
+    else:
+        assert code == 2 and out.getvalue() == ""
+        one_line_error(err.getvalue())
