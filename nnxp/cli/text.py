@@ -40,6 +40,9 @@ def add_commands(commands: Any) -> None:
                    help="merges to learn; more than the corpus allows is an error (default: 5000, "
                         "or as many as the corpus allows if fewer)")
     _add_mode(p)
+    p.add_argument("--pre-tokenizer", choices=["gpt2", "gpt4"], default="gpt2",
+                   help="byte mode: how text is split before merging: gpt2 (ASCII classes, the default) or "
+                        "gpt4 (OpenAI's cl100k pattern, Unicode classes; needs the regex package)")
     p.add_argument("-o", "--output", type=Path, metavar="FILE",
                    help="also write the vocabulary and merges as a Hugging Face tokenizer.json")
     p.set_defaults(func=cmd_vocab, default_merges=5000)
@@ -103,21 +106,36 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _learn(args: argparse.Namespace):
-    from ..text.corpus import read_corpus
+def _learn(args: argparse.Namespace, keep_text: bool = True):
+    """Learn the vocabulary: (the text, or None when not ``keep_text``: then the corpus is streamed
+    in blocks, never held whole), the tokenizer, the training result."""
+    from ..text.corpus import corpus_blocks, read_corpus
     from ..text.tokenizer import learn
 
-    text, name = read_corpus(args.corpus)
     asked = args.merges is not None  # an explicit --merges the corpus cannot give is an error
     merges = args.merges if asked else args.default_merges
+    pre_tokenizer = getattr(args, "pre_tokenizer", "gpt2")
     start = time.perf_counter()
-    tokenizer, result = learn(text, merges, args.mode, allow_fewer=not asked)
+    if keep_text:
+        text, name = read_corpus(args.corpus)
+        size = len(text.encode("utf-8"))
+        tokenizer, result = learn(text, merges, args.mode, allow_fewer=not asked, pre_tokenizer=pre_tokenizer)
+    else:
+        text, (blocks, name), sizes = None, corpus_blocks(args.corpus), []
+
+        def measured():
+            for block in blocks:
+                sizes.append(len(block.encode("utf-8")))
+                yield block
+
+        tokenizer, result = learn(measured(), merges, args.mode, allow_fewer=not asked, pre_tokenizer=pre_tokenizer)
+        size = sum(sizes)
     seconds = time.perf_counter() - start
     if len(result.merges) < merges:
         print(f"note: the corpus allows only {len(result.merges)} merges (every kept word is one symbol), "
               f"not the default {merges}", file=sys.stderr)
     print(f"learned {len(result.merges)} merges ({args.mode} mode) from {name}, "
-          f"{len(text.encode('utf-8')):,} bytes, in {seconds:.2f}s: {len(tokenizer)} symbols",
+          f"{size:,} bytes, in {seconds:.2f}s: {len(tokenizer)} symbols",
           file=sys.stderr)
     return text, tokenizer, result
 
@@ -125,7 +143,7 @@ def _learn(args: argparse.Namespace):
 def cmd_vocab(args: argparse.Namespace) -> int:
     if args.output is not None:
         check_writable(args.output)
-    _, tokenizer, result = _learn(args)
+    _, tokenizer, result = _learn(args, keep_text=False)
     if args.output is not None:
         tokenizer.save(args.output)
         print(f"wrote {args.output} (Hugging Face tokenizer.json: tokenizers.Tokenizer.from_file loads it)",

@@ -1,11 +1,13 @@
 """Text: a BPE vocabulary (the seed's word mode and a lossless byte mode), token embeddings.
 
 - :mod:`~nnxp.text.corpus`: reading UTF-8 text, the offline default corpus.
+- :mod:`~nnxp.text.pretokenize`: lower case, words, chunks (gpt2/gpt4 patterns), streaming counts.
 - :mod:`~nnxp.text.bpe`: learning merges with incremental pair counts.
-- :mod:`~nnxp.text.tokenizer`: encode/decode, Hugging Face ``tokenizer.json`` files.
+- :mod:`~nnxp.text.tokenizer`: encode/decode, Hugging Face ``tokenizer.json`` files
+  (checked by :mod:`~nnxp.text.schema`).
 - :mod:`~nnxp.text.embedding`: the Embedding layer (gather forward, scatter-add backward).
 - :mod:`~nnxp.text.model`: the next-token model (Bengio et al. 2003), bigram baseline, neighbours.
-- :mod:`~nnxp.text.bench`: against Hugging Face tokenizers.  The commands are in :mod:`nnxp.cli.text`.
+- :mod:`~nnxp.text.bench`, :mod:`~nnxp.text.bench_scale`: against Hugging Face tokenizers.  The commands are in :mod:`nnxp.cli.text`.
 """
 
 from .bpe import Merges, learn_merges

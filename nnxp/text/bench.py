@@ -37,7 +37,7 @@ from ..errors import DataError
 from .corpus import read_corpus
 from .tokenizer import BYTE_CHUNK_PATTERN, Tokenizer, learn, words_of
 
-__all__ = ["run", "format_markdown", "main"]
+__all__ = ["run", "format_markdown", "main", "hf_byte_trainer"]
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -65,6 +65,22 @@ def _hf_merges(hf) -> list[tuple[str, str]]:
     return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in merges]
 
 
+def hf_byte_trainer(pattern: str, merges: int):
+    """(a ``tokenizers`` BPE tokenizer splitting as nnxp's byte mode does -- ``pattern`` as a
+    ``Split`` pre-tokenizer, then ``ByteLevel`` without its own regex -- and a ``BpeTrainer`` for
+    the 256 bytes + ``merges``)."""
+    import tokenizers
+    from tokenizers import Regex, models, pre_tokenizers, trainers
+
+    hf = tokenizers.Tokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(pattern), "isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    trainer = trainers.BpeTrainer(vocab_size=256 + merges, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    return hf, trainer
+
+
 def run(text: str, corpus_name: str, merges: int = 5000, repeats: int = 5) -> dict[str, Any]:
     try:
         import tokenizers
@@ -73,12 +89,7 @@ def run(text: str, corpus_name: str, merges: int = 5000, repeats: int = 5) -> di
         raise DataError("the text benchmark compares with Hugging Face tokenizers: pip install tokenizers") from None
 
     def hf_byte():
-        hf = tokenizers.Tokenizer(models.BPE())
-        hf.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(BYTE_CHUNK_PATTERN), "isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-        trainer = trainers.BpeTrainer(vocab_size=256 + merges, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                      show_progress=False)
+        hf, trainer = hf_byte_trainer(BYTE_CHUNK_PATTERN, merges)
         hf.train_from_iterator([text], trainer)
         return hf
 

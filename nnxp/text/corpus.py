@@ -9,17 +9,33 @@ standard library, not copied into nnxp.
 
 Files must be UTF-8 text: a file with NUL bytes or invalid UTF-8 is refused
 with one :class:`~nnxp.errors.DataError` line naming the file and the fix.
+
+:func:`corpus_blocks` streams a corpus as blocks of about ``block_size``
+characters, each cut where no pre-tokenizer chunk can cross (after an ASCII
+letter or digit that an ASCII non-alphanumeric character follows, e.g.
+``word|,`` or ``word| next``), so that chunking the blocks one by one gives
+the chunks of the whole text, while only one block is in memory.  A run of
+more than :data:`MAX_RUN` characters with no such place (a huge line of one
+"word", or a file that is not text) is refused.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
+import re
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import DataError
 
-__all__ = ["read_corpus", "default_corpus", "DEFAULT_CORPUS_NAME"]
+__all__ = ["read_corpus", "corpus_blocks", "text_blocks", "default_corpus", "DEFAULT_CORPUS_NAME", "MAX_RUN"]
+
+#: The longest stretch of text without a place to cut it into blocks (characters).
+MAX_RUN = 1 << 20
+BLOCK_SIZE = 1 << 16
+_CUT = re.compile(r"[A-Za-z0-9](?=[\x00-/:-@\[-`{-\x7f])")
 
 DEFAULT_CORPUS_NAME = f"CPython {sys.version_info.major}.{sys.version_info.minor} documentation (pydoc_data.topics)"
 
@@ -56,6 +72,8 @@ def read_corpus(path: str | os.PathLike | None = None) -> tuple[str, str]:
                         "(or no CORPUS for the built-in English text)")
     if not text.strip():
         raise DataError(f"corpus {path} is empty (no text): give a file with some UTF-8 text")
+    for _ in text_blocks([text], name=str(path)):  # a huge run with no place to cut is refused here too
+        pass
     return text, str(path)
 
 
@@ -71,3 +89,109 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text (invalid byte at offset {exc.start}): "
                         "convert it to UTF-8, e.g. iconv -t UTF-8") from None
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not files:
+            raise DataError(f"directory {path} has no files: give a UTF-8 text file or a directory of them")
+        return files
+    if path.exists():
+        return [path]
+    raise DataError(f"corpus {path} not found: give a UTF-8 text file or directory "
+                    "(or no CORPUS for the built-in English text)")
+
+
+def _stream_file(path: Path, read_size: int) -> Iterator[str]:
+    """The text of one file, decoded piece by piece (NUL bytes and invalid UTF-8 refused)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    try:
+        with open(path, "rb") as f:
+            while True:
+                data = f.read(read_size)
+                if b"\0" in data:
+                    raise DataError(f"{path} is a binary file (it has NUL bytes), not text: give UTF-8 text files")
+                pending = len(decoder.getstate()[0])  # bytes of a character cut by the previous read
+                try:
+                    text = decoder.decode(data, final=not data)
+                except UnicodeDecodeError as exc:
+                    at = offset - pending + exc.start
+                    raise DataError(f"{path} is not UTF-8 text (invalid byte at offset {at}): "
+                                    "convert it to UTF-8, e.g. iconv -t UTF-8") from None
+                offset += len(data)
+                if text:
+                    yield text
+                if not data:
+                    return
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def text_blocks(pieces: Iterator[str] | list[str], block_size: int = BLOCK_SIZE, name: str = "the text",
+                max_run: int = MAX_RUN) -> Iterator[str]:
+    """The concatenation of ``pieces`` re-cut into blocks of about ``block_size`` characters (longer
+    where there is no place to cut), at places no pre-tokenizer chunk crosses (see the module's
+    docstring)."""
+    buffer = ""
+    for piece in pieces:
+        buffer = buffer + piece if buffer else piece
+        start = 0
+        while len(buffer) - start > block_size:
+            cut = _last_cut(buffer, start, start + block_size)
+            if not cut:
+                found = _CUT.search(buffer, start + block_size)
+                cut = found.end() if found else 0
+            if not cut or cut - start > max(max_run, block_size):
+                if len(buffer) - start > max(max_run, block_size):
+                    raise DataError(
+                        f"{name} has a run of more than {max_run:,} characters with no ASCII letter or digit "
+                        "before a space, line break or punctuation mark (a huge line of one word, or not "
+                        "text): break it into lines or words")
+                break
+            yield buffer[start:cut]
+            start = cut
+        buffer = buffer[start:]
+    if buffer:
+        yield buffer
+
+
+def _last_cut(text: str, lo: int, hi: int) -> int:
+    """The last place to cut ``text`` after a character in ``lo .. hi-1``, or 0 if none."""
+    window = 4096
+    while hi > lo:
+        start = max(hi - window, lo)
+        last = None
+        for last in _CUT.finditer(text, start, min(hi + 1, len(text))):  # the look-ahead may see text[hi]
+            pass
+        if last is not None:
+            return last.end()
+        hi, window = start, window * 2
+    return 0
+
+
+def corpus_blocks(path: str | os.PathLike | None = None, block_size: int = BLOCK_SIZE) -> tuple[Iterator[str], str]:
+    """(blocks, name): the corpus of :func:`read_corpus` streamed as blocks (see :func:`text_blocks`).
+
+    The files are checked as they are read (binary, not UTF-8, a huge run);
+    a corpus with no text at all is refused when the stream ends.
+    """
+    if path is None:
+        return text_blocks([default_corpus()], block_size, DEFAULT_CORPUS_NAME), DEFAULT_CORPUS_NAME
+    path = Path(path)
+    files = _files(path)
+
+    def pieces() -> Iterator[str]:
+        seen = False
+        for k, file in enumerate(files):
+            if k:
+                yield "\n"
+            for text in _stream_file(file, max(block_size, 1 << 16)):
+                seen = seen or not text.isspace()
+                yield text
+        if not seen:
+            raise DataError(f"corpus {path} is empty (no text): give a file with some UTF-8 text")
+
+    return text_blocks(pieces(), block_size, str(path)), str(path)
