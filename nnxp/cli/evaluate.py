@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..io.paths import Input
 from .args import add_data_arguments, add_device_argument, load_data, load_model, warn_other_dataset
 
 __all__ = ["add_commands", "cmd_evaluate", "confusion_matrix", "format_confusion"]
@@ -18,7 +19,7 @@ __all__ = ["add_commands", "cmd_evaluate", "confusion_matrix", "format_confusion
 def add_commands(commands: Any) -> None:
     p = commands.add_parser("evaluate", help="accuracy and confusion matrix of a saved model",
                             description="Evaluate a saved model on a dataset's test split.")
-    p.add_argument("model", type=Path, help="a .safetensors file written by nnxp train")
+    p.add_argument("model", type=Input("model"), help="a .safetensors file written by nnxp train")
     add_device_argument(p)
     add_data_arguments(p)
     p.add_argument("--split", choices=["test", "train"], default="test", help="(default: test)")

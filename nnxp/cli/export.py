@@ -8,6 +8,7 @@ from typing import Any
 
 from .._extras import install_hint
 from ..errors import ConfigError
+from ..io.paths import Input, Output
 from .args import check_writable
 
 __all__ = ["add_commands", "cmd_export"]
@@ -19,8 +20,8 @@ def add_commands(commands: Any) -> None:
         description="Write a model file as an ONNX graph: Gemm per dense layer, then its activation; "
                     "input 'input' (batch, features), output 'output' (batch, classes: the "
                     f"probabilities). Needs onnx: {install_hint('onnx')}.")
-    p.add_argument("model", type=Path, metavar="MODEL", help="a .safetensors file written by nnxp train")
-    p.add_argument("output", type=Path, metavar="OUT.onnx", help="the ONNX file to write (atomically)")
+    p.add_argument("model", type=Input("model"), metavar="MODEL", help="a .safetensors file written by nnxp train")
+    p.add_argument("output", type=Output("onnx"), metavar="OUT.onnx", help="the ONNX file to write (atomically)")
     p.set_defaults(func=cmd_export)
 
 

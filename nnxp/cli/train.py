@@ -20,8 +20,9 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ConfigError, DataError, DivergenceError
-from .args import (add_blas_argument, add_data_arguments, add_device_argument, add_threads_argument, check_distinct,
-                   check_writable, layer_sizes, load_data, nonnegative_float, nonnegative_int, positive_float,
+from ..io.paths import Input, Output
+from .args import (add_blas_argument, add_data_arguments, add_device_argument, add_threads_argument, files_of,
+                   layer_sizes, load_data, nonnegative_float, nonnegative_int, positive_float,
                    positive_int, probability)
 
 __all__ = ["add_commands", "cmd_train"]
@@ -64,26 +65,26 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--patience", type=positive_int, metavar="N",
                    help="stop when the validation loss has not improved for N epochs and keep the "
                         "best epoch's weights (needs --val-split)")
-    p.add_argument("--save-best", type=Path, metavar="PATH",
+    p.add_argument("--save-best", type=Output("model"), metavar="PATH",
                    help="write the model of the epoch with the lowest validation loss here, as it "
                         "happens (needs --val-split)")
     p.add_argument("--eval-test-every-epoch", action="store_true",
                    help="also evaluate the test split after every epoch (default: once, at the end, "
                         "so it plays no part in choosing the model)")
     saving = p.add_mutually_exclusive_group()
-    saving.add_argument("--save", type=Path, metavar="PATH",
+    saving.add_argument("--save", type=Output("model"), metavar="PATH",
                         help="the trained model: weights and config (no optimizer state), written "
                              "atomically at the end (default: nnxp-<dataset>.safetensors)")
     saving.add_argument("--no-save", action="store_true", help="write no model and no checkpoint")
-    p.add_argument("--checkpoint", type=Path, metavar="PATH",
+    p.add_argument("--checkpoint", type=Output("checkpoint", may_be="--resume"), metavar="PATH",
                    help="model plus optimizer state and progress, rewritten atomically after every "
                         "epoch, for --resume (default: the --save name with .ckpt before the suffix)")
-    p.add_argument("--resume", type=Path, metavar="PATH",
+    p.add_argument("--resume", type=Input("checkpoint"), metavar="PATH",
                    help="continue the run saved in this checkpoint, up to --epochs in total; the "
                         "network, optimizer, batch size, seed, schedule, validation split and the "
                         "--save/--metrics files come from the checkpoint; --lr, --device, --threads "
                         "and any file given here from this command")
-    p.add_argument("--metrics", type=Path, metavar="PATH",
+    p.add_argument("--metrics", type=Output("metrics"), metavar="PATH",
                    help="write one JSON line per epoch to this file")
     p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
                    help="CUDA only: replay each training step as a CUDA graph (default: on)")
@@ -209,7 +210,7 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
         for key, value in check_settings(checkpoint, args.resume, _SETTING_RULES).items():
             if key in _RUN_FILES:  # files the run wrote: kept unless this command names others
                 if getattr(args, key) is None:
-                    setattr(args, key, Path(value))
+                    setattr(args, key, _remembered(value, args.resume))
             else:
                 setattr(args, key, value)
         net, optimizer, history = checkpoint.net, checkpoint.optimizer, checkpoint.history
@@ -243,9 +244,10 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
         threads = choose_threads(args.batch_size, net.sizes)
 
     settings = {key: getattr(args, key) for key in _RUN_SETTINGS}
-    settings.update({key: str(getattr(args, key)) for key in _RUN_FILES if getattr(args, key) is not None})
+    # Remembered absolute, so that a run resumed from another directory writes the same files.
+    settings.update({key: str(getattr(args, key).absolute()) for key in _RUN_FILES if getattr(args, key) is not None})
     if save_path is not None:
-        settings["save"] = str(save_path)
+        settings["save"] = str(save_path.absolute())
     callbacks: list[Any] = []
     if args.eval_test_every_epoch:
         callbacks.append(_EvaluateTest(x_test, data.test_labels))
@@ -276,7 +278,10 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
         ranks = f" | {dist.size} ranks ({dist.comm.name})" if dist is not None else ""
         print(_describe_run(data, net, optimizer, args, threads) + ranks)
         if checkpoint is not None:
-            print(f"resumed {args.resume} at epoch {checkpoint.epoch} (of {args.epochs})")
+            print(f"resumed {args.resume} at epoch {checkpoint.epoch} (of {args.epochs}); writing "
+                  + ", ".join(f"{what} {path}" for what, path in (
+                      ("the model to", save_path), ("checkpoints to", ckpt_path), ("metrics to", args.metrics),
+                      ("the best model to", args.save_best)) if path is not None))
     try:
         history = fit(net, x_train, data.train_labels, epochs=args.epochs, batch_size=args.batch_size,
                       optimizer=optimizer, schedule=args.schedule, validation_split=args.val_split,
@@ -312,8 +317,16 @@ def _resume_command(checkpoint: Path, args: argparse.Namespace) -> str:
     return f"nnxp train --resume {checkpoint} --epochs {args.epochs}{metrics}"
 
 
+def _remembered(value: str, checkpoint: Path) -> Path:
+    """A path a checkpoint remembers: absolute in files written now; a relative one (older files)
+    is taken relative to the checkpoint's directory, never to the current one."""
+    path = Path(value)
+    return path if path.is_absolute() else checkpoint.parent / path
+
+
 def _output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
-    """(model path, checkpoint path): checked writable, none of them an input or another output
+    """(model path, checkpoint path). Every output, given, default or remembered by a resumed
+    checkpoint, goes through the command's Files: writable, none of them an input or another output
     (the checkpoint being resumed may be rewritten in place: the default)."""
     if args.no_save:
         save_path = ckpt_path = None
@@ -321,12 +334,11 @@ def _output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
         save_path = args.save or Path(f"nnxp-{args.dataset}.safetensors")
         ckpt_path = args.checkpoint or args.resume or save_path.with_name(
             f"{save_path.stem}.ckpt{save_path.suffix or '.safetensors'}")
-    same_as_resume = ckpt_path is not None and args.resume is not None and ckpt_path == args.resume
-    outputs = {"--save": save_path, "--checkpoint": None if same_as_resume else ckpt_path,
-               "--metrics": args.metrics, "--save-best": args.save_best}
-    check_distinct(outputs, {"--resume": args.resume})
-    for path in (save_path, ckpt_path, args.metrics, args.save_best):
-        check_writable(path)
+    files = files_of(args)
+    for flag, path, kind in (("--save", save_path, "model"), ("--checkpoint", ckpt_path, "checkpoint"),
+                             ("--metrics", args.metrics, "metrics"), ("--save-best", args.save_best, "model")):
+        if path is not None:
+            files.output(flag, path, kind, may_be="--resume" if flag == "--checkpoint" else None)
     return save_path, ckpt_path
 
 

@@ -37,6 +37,7 @@ from typing import Sequence
 
 from .._files import write_file
 from ..errors import ConfigError, DataError
+from ..io.read import read_text
 from .bpe import Merges, learn_merges, merge_pair
 
 __all__ = ["Tokenizer", "learn", "words_of", "chunks_of", "BYTE_CHUNK_PATTERN", "MODES"]
@@ -223,7 +224,7 @@ class Tokenizer:
     def load(cls, path: str | os.PathLike) -> "Tokenizer":
         path = Path(path)
         try:
-            spec = json.loads(path.read_text(encoding="utf-8"))
+            spec = json.loads(read_text(path, "tokenizer"))
         except FileNotFoundError:
             raise DataError(f"tokenizer file {path} not found: check the path") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import BackendError, ConfigError
+from ...io.read import read_text
 from .providers import PROVIDERS, Provider, openblas, provider
 
 __all__ = ["MIN_FLOPS", "SETTINGS", "blas_setting", "cache_path", "calibrate", "check_setting", "resolve",
@@ -148,7 +149,7 @@ def calibrate(providers: Sequence[Provider], shapes: Sequence[tuple[int, int]], 
 
 def _read_cache(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, "cache"))  # never blocks (a FIFO), never reads /dev/zero
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT or not isinstance(data.get("machines"), dict):
