@@ -50,7 +50,7 @@ BASE: dict[tuple[str, ...], tuple[list[str], list[str]]] = {
     ("predict",): (["model.safetensors", "digit.pgm"], ["--device", "cpu"]),
     ("images",): ([], ["--count", "2", "--device", "cpu"]),
     ("plot",): (["metrics.jsonl"], []),
-    ("export",): (["model.safetensors", "out.onnx"], []),
+    ("export",): (["model.onnx", "out.onnx"], []),  # a model file named .onnx
     ("bench",): ([], ["--from-json", "bench.json"]),  # never a real benchmark: minutes
     ("text", "vocab"): (["corpus.txt"], ["--merges", "5"]),
     ("text", "train"): (["corpus.txt"], ["--merges", "5", "--epochs", "1", "--dim", "2", "--hidden", "4",
@@ -139,6 +139,8 @@ def _build_library(root: Path) -> dict[str, Path]:
     shutil.copy(Path(__file__).parents[1] / "benchmarks" / "cpu-2026-11-23.json", root / "bench.json")
     (root / "README.md").write_text("# x\n<!-- nnxp-bench:step -->\nold\n<!-- /nnxp-bench:step -->\n")
     model = (root / "model.safetensors").read_bytes()
+    for name in ("model.onnx", "model.png"):  # model files under names an output may have
+        (root / name).write_bytes(model)
     (root / "truncated").write_bytes(model[: len(model) // 2])
     (root / "garbage").write_bytes(rng.integers(0, 256, 3000, dtype=np.uint8).tobytes())
     (root / "empty").write_bytes(b"")
@@ -150,7 +152,7 @@ def library(tmp_path_factory):
     return _build_library(tmp_path_factory.mktemp("library"))
 
 
-INPUT_FILES = ["model.safetensors", "ck.safetensors", "metrics.jsonl", "corpus.txt", "text.safetensors",
+INPUT_FILES = ["model.safetensors", "model.onnx", "model.png", "ck.safetensors", "metrics.jsonl", "corpus.txt", "text.safetensors",
                "tokenizer.json", "digit.pgm", "bench.json", "README.md", "truncated", "garbage", "empty",
                "D/train-images-idx3-ubyte", "D/train-labels-idx1-ubyte", "D/t10k-images-idx3-ubyte",
                "D/t10k-labels-idx1-ubyte"]
@@ -329,6 +331,11 @@ def _keyed(command, opts):
     return [(flag if flag is not None else f"#{positionals.index(action)}", action) for flag, action in opts]
 
 
+# A library file of each kind, for input options the base invocation leaves out.
+NAMES = {"model": "model.png", "checkpoint": "ck.safetensors", "json": "bench.json", "metrics": "metrics.jsonl",
+         "image": "digit.pgm", "corpus": "corpus.txt", "tokenizer": "tokenizer.json"}
+
+
 def _input_targets(command):
     """[(file, changes that make it an input of ``command``)]: the files an output is pointed at."""
     positional, opts = BASE[command]
@@ -339,6 +346,11 @@ def _input_targets(command):
         targets.append((ck, (("--resume", ck), ("--epochs", "2"))))
     if "--data-dir" in flags and "--dataset" in flags:
         targets.append(("D/t10k-labels-idx1-ubyte", (("--dataset", "mnist"), ("--data-dir", "D"))))
+    for flag, action in path_options(command):  # other input options, e.g. images --model
+        if flag not in (None, "--resume", "--data-dir") and flag not in opts and action.type.role == "input":
+            target = NAMES.get(action.type.kind)
+            if target is not None:
+                targets.append((target, ((flag, target),)))
     return targets
 
 

@@ -264,3 +264,11 @@ def test_outputs_are_checked_against_each_other_through_links(tmp_path):
     files.output("--one", tmp_path / "new", "model")  # two outputs that do not exist yet
     with pytest.raises(ConfigError, match="another output"):
         files.output("--two", tmp_path / "sub" / ".." / "new", "metrics")
+
+
+@pytest.mark.parametrize("command", [["export", "{model}", "out.onnx"], ["train", "--epochs", "1"]])
+def test_huge_thread_count_is_one_line(capsys, tmp_path, monkeypatch, model, command):
+    """Found by the property test: a C int overflow in the thread-pool setters escaped as a traceback."""
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, *[a.format(model=model) for a in command], "--threads", "99999999999999999999",
+            message="--threads: '99999999999999999999' must be a thread count from 1 to 65536")

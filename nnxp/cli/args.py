@@ -19,7 +19,7 @@ __all__ = [
     "add_blas_argument", "add_data_arguments", "add_device_argument", "add_threads_argument", "bench_contenders",
     "blas_choice", "check_distinct", "check_writable", "int_list", "layer_sizes", "load_data", "load_model",
     "nonnegative_float", "nonnegative_int", "positive_float", "positive_int", "probability", "sizes_list",
-    "thread_count", "warn_other_dataset",
+    "thread_count", "thread_number", "warn_other_dataset",
 ]
 
 
@@ -43,13 +43,17 @@ nonnegative_int = _number(int, "a whole number", lambda v: v >= 0, "must be zero
 positive_float = _number(float, "a number", lambda v: 0 < v < float("inf"), "must be a positive number")
 nonnegative_float = _number(float, "a number", lambda v: 0 <= v < float("inf"), "must be zero or positive")
 probability = _number(float, "a number", lambda v: 0 <= v < 1, "must be a probability in [0, 1)")
+# More threads than any machine has would overflow the C int of the BLAS's and PyTorch's setters.
+MAX_THREADS = 65536
+thread_number = _number(int, "a whole number", lambda v: 1 <= v <= MAX_THREADS,
+                        f"must be a thread count from 1 to {MAX_THREADS}")
 
 
 def thread_count(text: str) -> int | None:
     """A positive thread count, or ``auto`` (None: nnxp's measured default)."""
     if text.strip().lower() == "auto":
         return None
-    return positive_int(text)
+    return thread_number(text)
 
 
 def layer_sizes(text: str) -> list[int]:

@@ -20,7 +20,7 @@ from ..errors import ConfigError, DataError
 from ..io.paths import Input, Output, Update
 from ..io.read import read_text
 from .args import (add_blas_argument, bench_contenders, check_writable, int_list, nonnegative_float, positive_float, positive_int,
-                   sizes_list)
+                   sizes_list, thread_number)
 
 __all__ = ["add_commands", "cmd_bench"]
 
@@ -57,7 +57,7 @@ def add_commands(commands: Any) -> None:
                    help="time each contender in its own process, the processes taking turns one sample each "
                         "per round, so no library's idle threads spin beside another's (what the README "
                         "tables use); without it all run in this process, interleaved (--order)")
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=thread_number, default=None,
                    help="threads for NumPy's BLAS and torch (default: the BLAS's current count)")
     add_blas_argument(p)
     p.add_argument("--max-foreign-load", type=nonnegative_float, default=0.25, metavar="CORES",
