@@ -41,6 +41,7 @@ from ..network import Network
 from ..optim import Optimizer, get_optimizer
 from ..network import network_from
 from ..serialization import read_arrays, save
+from ..validation import check_parameter_memory
 from .embedding import Embedding
 from .tokenizer import Tokenizer
 
@@ -90,6 +91,9 @@ class NextTokenModel:
                             ("hidden", hidden)):
             if int(value) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
+        itemsize = np.dtype(dtype).itemsize if dtype in ("float32", "float64") else 8
+        check_parameter_memory([vocabulary, dimension], itemsize)  # the embedding table
+        check_parameter_memory([context * dimension, hidden, vocabulary], itemsize)  # huge sizes: one line
         backend = get_backend(device)
         float_dtype = backend.dtype(dtype)
         rng = np.random.default_rng(seed)
