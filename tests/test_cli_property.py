@@ -11,7 +11,9 @@ link, a hard link or ``sub/..``); another option gets an odd or huge number. The
 
 - the exit status is 0, 1, 2 or 130, and nothing escapes ``main`` (no traceback);
 - a failure prints exactly one ``nnxp: error:`` line, the last line of stderr;
-- every input's bytes are unchanged afterwards (a resumed checkpoint may be rewritten, as a checkpoint);
+- every input's bytes are unchanged afterwards (a resumed checkpoint may be rewritten, as a checkpoint),
+  and so is every other file of the directory the invocation does not name as an output (no file there
+  has a name some command writes by default, e.g. ``nnxp plot X`` writes ``X.png``);
 - nothing hangs (SIGALRM after :data:`TIMEOUT_S` seconds fails the case).
 
 CI runs the whole fixed table (every path option of every command with every hostile value) and
@@ -139,7 +141,7 @@ def _build_library(root: Path) -> dict[str, Path]:
     shutil.copy(Path(__file__).parents[1] / "benchmarks" / "cpu-2026-11-23.json", root / "bench.json")
     (root / "README.md").write_text("# x\n<!-- nnxp-bench:step -->\nold\n<!-- /nnxp-bench:step -->\n")
     model = (root / "model.safetensors").read_bytes()
-    for name in ("model.onnx", "model.png"):  # model files under names an output may have
+    for name in ("model.onnx", "grid.png"):  # model files under names an output may have
         (root / name).write_bytes(model)
     (root / "truncated").write_bytes(model[: len(model) // 2])
     (root / "garbage").write_bytes(rng.integers(0, 256, 3000, dtype=np.uint8).tobytes())
@@ -152,8 +154,8 @@ def library(tmp_path_factory):
     return _build_library(tmp_path_factory.mktemp("library"))
 
 
-INPUT_FILES = ["model.safetensors", "model.onnx", "model.png", "ck.safetensors", "metrics.jsonl", "corpus.txt", "text.safetensors",
-               "tokenizer.json", "digit.pgm", "bench.json", "README.md", "truncated", "garbage", "empty",
+INPUT_FILES = ["model.safetensors", "model.onnx", "grid.png", "ck.safetensors", "metrics.jsonl", "corpus.txt",
+               "text.safetensors", "tokenizer.json", "digit.pgm", "bench.json", "README.md", "truncated", "garbage", "empty",
                "D/train-images-idx3-ubyte", "D/train-labels-idx1-ubyte", "D/t10k-images-idx3-ubyte",
                "D/t10k-labels-idx1-ubyte"]
 
@@ -332,7 +334,7 @@ def _keyed(command, opts):
 
 
 # A library file of each kind, for input options the base invocation leaves out.
-NAMES = {"model": "model.png", "checkpoint": "ck.safetensors", "json": "bench.json", "metrics": "metrics.jsonl",
+NAMES = {"model": "grid.png", "checkpoint": "ck.safetensors", "json": "bench.json", "metrics": "metrics.jsonl",
          "image": "digit.pgm", "corpus": "corpus.txt", "tokenizer": "tokenizer.json"}
 
 

@@ -282,3 +282,12 @@ def test_huge_text_model_sizes_are_one_line(capsys, tmp_path, monkeypatch, corpu
     monkeypatch.chdir(tmp_path)
     refused(capsys, "text", "train", corpus, "--merges", "5", "--epochs", "1", flag, "99999999999999999999",
             inputs=[corpus], message="use smaller layers")
+
+
+def test_text_train_with_a_huge_learning_rate_has_no_traceback(capsys, tmp_path, monkeypatch, corpus):
+    """Found by the property test: a diverged model's perplexity overflowed math.exp (OverflowError)."""
+    monkeypatch.chdir(tmp_path)
+    with no_hang():
+        code, _, err = run_cli(capsys, "text", "train", corpus, "--merges", "5", "--epochs", "1", "--dim", "2",
+                               "--hidden", "4", "--lr", "1e20")
+    assert code in (0, 1, 2) and "Traceback" not in err

@@ -81,6 +81,10 @@ def best_bigram(prev_train, next_train, prev_test, next_test, vocabulary) -> tup
                for k in ADD_K_GRID)
 
 
+# Above this, math.exp overflows a float.
+_MAX_EXP = math.log(sys.float_info.max)
+
+
 class NextTokenModel:
     """Embedding (V, d) over k tokens -> Dense tanh (H) -> Dense softmax (V): a
     :class:`~nnxp.network.Network` of three layers (``self.net``)."""
@@ -160,7 +164,8 @@ class NextTokenModel:
             stop = min(start + batch_size, n)  # out-of-bounds slice stops are not in the standard
             part = self.summed_cost(x[start:stop, ...], y[start:stop], ops)
             total = part if total is None else total + part
-        return math.exp(float(total) / n)
+        mean = float(total) / n
+        return math.exp(mean) if mean < _MAX_EXP else math.inf  # a diverged model: inf, not OverflowError
 
     # -- files -----------------------------------------------------------------------
     def save(self, path: Any, tokenizer: Tokenizer, extra: dict[str, Any] | None = None) -> None:
