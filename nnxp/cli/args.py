@@ -45,8 +45,13 @@ nonnegative_float = _number(float, "a number", lambda v: 0 <= v < float("inf"), 
 probability = _number(float, "a number", lambda v: 0 <= v < 1, "must be a probability in [0, 1)")
 # More threads than any machine has would overflow the C int of the BLAS's and PyTorch's setters.
 MAX_THREADS = 65536
-thread_number = _number(int, "a whole number", lambda v: 1 <= v <= MAX_THREADS,
-                        f"must be a thread count from 1 to {MAX_THREADS}")
+_at_most_threads = _number(int, "a whole number", lambda v: v <= MAX_THREADS,
+                           f"is more threads than any machine has: use at most {MAX_THREADS}")
+
+
+def thread_number(text: str) -> int:
+    """A thread count from 1 to MAX_THREADS."""
+    return _at_most_threads(str(positive_int(text)))
 
 
 def thread_count(text: str) -> int | None:
