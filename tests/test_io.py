@@ -291,3 +291,10 @@ def test_text_train_with_a_huge_learning_rate_has_no_traceback(capsys, tmp_path,
         code, _, err = run_cli(capsys, "text", "train", corpus, "--merges", "5", "--epochs", "1", "--dim", "2",
                                "--hidden", "4", "--lr", "1e20")
     assert code in (0, 1, 2) and "Traceback" not in err
+
+
+def test_text_train_negative_seed_is_one_line(capsys, tmp_path, monkeypatch, corpus):
+    """Found by the property test: --seed -1 reached NumPy's generator (ValueError traceback)."""
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, "text", "train", corpus, "--epochs", "1", "--seed", "-1", inputs=[corpus],
+            message="--seed: '-1' must be zero or more")

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import ConfigError, DataError
 from ..io.paths import Input, Output
-from .args import add_device_argument, files_of, positive_float, positive_int
+from .args import add_device_argument, files_of, nonnegative_int, positive_float, positive_int
 
 __all__ = ["add_commands", "cmd_vocab", "cmd_train", "cmd_neighbours"]
 
@@ -65,7 +65,7 @@ def add_commands(commands: Any) -> None:
                    help="fraction of the text, at its end, held out for perplexity (default: 0.1)")
     add_device_argument(p)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="(default: float32)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the initial weights and shuffles (default: 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seeds the initial weights and shuffles (default: 0)")
     p.add_argument("-o", "--save", type=Output("model", may_be="--resume"), metavar="FILE",
                    help="model and checkpoint file, rewritten atomically after every epoch "
                         "(default: text_model.safetensors, or the --resume file)")
