@@ -284,6 +284,7 @@ def test_huge_text_model_sizes_are_one_line(capsys, tmp_path, monkeypatch, corpu
             inputs=[corpus], message="use smaller layers")
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_text_train_with_a_huge_learning_rate_has_no_traceback(capsys, tmp_path, monkeypatch, corpus):
     """Found by the property test: a diverged model's perplexity overflowed math.exp (OverflowError)."""
     monkeypatch.chdir(tmp_path)

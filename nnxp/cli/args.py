@@ -7,12 +7,10 @@ into one line ``nnxp: error: ...`` and exit status 2.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from ..bench import CONTENDERS
-from ..errors import DataError
 from ..io.paths import Files, Input, check_output_path, files_of
 
 __all__ = [
