@@ -108,8 +108,8 @@ def path_options(command):
 
 # -- the directory each case runs in -----------------------------------------------------------------
 
-def _build_library(root: Path) -> dict[str, Path]:
-    """Valid input files of every kind, made once per session."""
+def _build_library(root: Path) -> Path:
+    """Valid and crafted input files of every kind, made once per module."""
     import numpy as np
 
     from nnxp.checkpoint import load_checkpoint, save_checkpoint
