@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import safetensors.numpy
 from .backend import to_numpy
 from ._files import write_file
 from .errors import DataError, NnxpError
+from .io.read import read_bytes
 from .io.schema import Schema
 from .layers import LAYERS
 from .validation import file_path
@@ -185,9 +185,7 @@ def read_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[st
     """
     path = Path(file_path("path", path))
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise DataError(f"{path} is not a regular file: give a .safetensors model file")
-        data = path.read_bytes()
+        data = read_bytes(path, "model")
     except FileNotFoundError:
         raise DataError(f"model file {path} not found: check the path") from None
     except OSError as exc:

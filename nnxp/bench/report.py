@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..io.read import read_text
 from .machine import describe_machine
 
 __all__ = ["SCHEMA", "TARGETS", "add_ratios", "check_targets", "format_markdown", "format_race", "format_table",
@@ -252,9 +253,9 @@ def readme_parts(path: Path, kind: str) -> tuple[str, str, str]:
     """(text before the section, the section, text after) of a markdown file with the markers."""
     start, end = f"<!-- nnxp-bench:{kind} -->", f"<!-- /nnxp-bench:{kind} -->"
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+        text = read_text(path, "markdown", "a README")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     import re
 
     m1 = re.search(rf"^{re.escape(start)}[ \t]*$", text, re.MULTILINE)  # whole lines only, never quoted in prose

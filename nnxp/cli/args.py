@@ -7,14 +7,12 @@ into one line ``nnxp: error: ...`` and exit status 2.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..bench import CONTENDERS
-from .._files import check_regular_target
-from ..errors import ConfigError, DataError
+from ..io.paths import Files, Input, check_output_path, files_of
 
 __all__ = [
     "add_blas_argument", "add_data_arguments", "add_device_argument", "add_threads_argument", "bench_contenders",
@@ -44,8 +42,6 @@ nonnegative_int = _number(int, "a whole number", lambda v: v >= 0, "must be zero
 positive_float = _number(float, "a number", lambda v: 0 < v < float("inf"), "must be a positive number")
 nonnegative_float = _number(float, "a number", lambda v: 0 <= v < float("inf"), "must be zero or positive")
 probability = _number(float, "a number", lambda v: 0 <= v < 1, "must be a probability in [0, 1)")
-
-
 def thread_count(text: str) -> int | None:
     """A positive thread count, or ``auto`` (None: nnxp's measured default)."""
     if text.strip().lower() == "auto":
@@ -117,45 +113,20 @@ def blas_choice(text: str) -> str:
 
 def check_writable(path: Path | None) -> None:
     """Fail before training, not after it, if ``path`` cannot be written."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise DataError(f"{path} is a directory: give a file name, e.g. {path / 'model.safetensors'}")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise DataError(f"cannot write {path}: directory {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise DataError(f"cannot write {path}: permission denied; choose another path")
-    try:
-        check_regular_target(path)  # a FIFO, device node or socket is never replaced
-    except OSError as exc:
-        raise DataError(f"cannot write {path}: {exc.strerror}") from None
+    if path is not None:
+        check_output_path(path)
 
 
 def check_distinct(outputs: dict[str, Path | None], inputs: dict[str, Path | None] | None = None) -> None:
-    """Refuse an output path that is an input or another output (the same file, by any name).
-
-    ``outputs`` and ``inputs`` map the flag (e.g. ``"--metrics"``) to its path
-    (None: not given); a file reached through a symbolic or hard link counts
-    as the same file.
-    """
-    given_outputs = [(flag, path) for flag, path in outputs.items() if path is not None]
-    others = given_outputs + [(flag, path) for flag, path in (inputs or {}).items() if path is not None]
-    for i, (flag, path) in enumerate(given_outputs):
-        for other_flag, other in others[i + 1:]:
-            if _same_file(path, other):
-                role = "an input" if other_flag in (inputs or {}) else "another output"
-                raise ConfigError(f"{flag} {path} is also {other_flag} ({role}): writing it would destroy "
-                                  f"that file; give {flag} a different path")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return a.resolve() == b.resolve()
+    """Refuse an output path that is an input or another output (the same file, by any name);
+    ``outputs`` and ``inputs`` map the flag (e.g. ``"--metrics"``) to its path (None: not given)."""
+    files = Files()
+    for flag, path in (inputs or {}).items():
+        if path is not None:
+            files.input(flag, path, "model")
+    for flag, path in outputs.items():
+        if path is not None:
+            files.output(flag, path, "model")
 
 
 # -- shared arguments ------------------------------------------------------------------------
@@ -180,7 +151,7 @@ def add_blas_argument(p: Any) -> None:
 def add_data_arguments(p: Any) -> None:
     p.add_argument("--dataset", default="bundled", choices=["bundled", "mnist", "fashion-mnist"], metavar="NAME",
                    help="images: bundled (5,000 digits), mnist, fashion-mnist")
-    p.add_argument("--data-dir", type=Path, metavar="DIR",
+    p.add_argument("--data-dir", type=Input("dataset", directory=True), metavar="DIR",
                    help="the IDX files (default: ~/.cache/nnxp/<dataset>)")
     p.add_argument("--download", action="store_true", help="download the images if not found")
 
@@ -211,7 +182,10 @@ def warn_other_dataset(model: Path, trained_on: str | None, dataset: str) -> Non
 
 def load_data(args: argparse.Namespace):
     from ..data import load_dataset
+    from ..data.datasets import dataset_files
 
+    for path in dataset_files(args.dataset, args.data_dir):  # what it may read: no output may be one of them
+        files_of(args).input(f"--dataset {args.dataset}", path, "dataset")
     progress = _DownloadProgress(args.dataset) if args.download else None
     try:
         return load_dataset(args.dataset, args.data_dir, download=args.download, progress=progress)

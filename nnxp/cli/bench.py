@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from ..bench.contenders import CONTENDERS
@@ -17,6 +16,8 @@ from ..bench.report import (SCHEMA, TARGETS, format_markdown, format_race, forma
                             readme_parts, update_readme, write_json)
 from ..bench.step import CPU_BATCHES, DEFAULT_SIZES, GPU_BATCHES, run_step_bench
 from ..errors import ConfigError, DataError
+from ..io.paths import Input, Output, Update
+from ..io.read import read_text
 from .args import (add_blas_argument, bench_contenders, check_writable, int_list, nonnegative_float, positive_float, positive_int,
                    sizes_list, thread_count)
 
@@ -67,19 +68,19 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--quick", action="store_true",
                    help="short run of the README's headline case, 784-256-10 at batch 128 (unless "
                         "--sizes/--batches), few samples")
-    p.add_argument("--json", type=Path, metavar="PATH", help="write raw samples, summary and machine info (atomically)")
+    p.add_argument("--json", type=Output("json"), metavar="PATH", help="write raw samples, summary and machine info (atomically)")
     p.add_argument("--markdown", action="store_true",
                    help="print the README section (markdown) instead of the plain table")
-    p.add_argument("--readme", type=Path, metavar="PATH",
+    p.add_argument("--readme", type=Update("markdown"), metavar="PATH",
                    help="also replace the step (or race) section of this markdown file, between the lines "
                         "<!-- nnxp-bench:step --> and <!-- /nnxp-bench:step --> (race: nnxp-bench:race)")
-    p.add_argument("--from-json", type=Path, metavar="PATH",
+    p.add_argument("--from-json", type=Input("json"), metavar="PATH",
                    help="do not run anything: print the report of a result file written by --json")
     race = p.add_argument_group("race (--race)")
     race.add_argument("--race", action="store_true", help="run the end-to-end race instead of the step benchmark")
     race.add_argument("--dataset", default="auto", choices=["auto", "mnist", "fashion-mnist", "bundled"],
                       help="auto: mnist if found, else fashion-mnist (default: auto)")
-    race.add_argument("--data-dir", type=Path, metavar="DIR", help="directory holding the four IDX files")
+    race.add_argument("--data-dir", type=Input("dataset", directory=True), metavar="DIR", help="directory holding the four IDX files")
     race.add_argument("--download", action="store_true",
                       help="download the dataset if it is not found (SHA-256 verified)")
     race.add_argument("--target", type=positive_float, default=None,
@@ -95,7 +96,7 @@ def add_commands(commands: Any) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.from_json is not None:
         try:
-            result = json.loads(args.from_json.read_text(encoding="utf-8"))
+            result = json.loads(read_text(args.from_json, "json", "a bench result"))
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read {args.from_json}: {exc}") from None
         if result.get("schema") != SCHEMA:

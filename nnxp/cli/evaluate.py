@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..io.paths import Input
 from .args import (add_data_arguments, add_device_argument, add_threads_argument, load_data, load_model,
                    warn_other_dataset)
 from .table import (add_table_arguments, class_names, format_score, integer_labels, is_regression, model_table,
@@ -22,7 +22,7 @@ def add_commands(commands: Any) -> None:
     p = commands.add_parser("evaluate", help="accuracy and confusion matrix (or R² and RMSE) of a saved model",
                             description="Evaluate a saved model on a dataset's test split, or on your "
                                         "own table (--data).")
-    p.add_argument("model", type=Path, help="a .safetensors file written by nnxp train")
+    p.add_argument("model", type=Input("model"), help="a .safetensors file written by nnxp train")
     add_device_argument(p)
     add_data_arguments(p)
     p.add_argument("--split", choices=["test", "train"], default="test",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from .._extras import install_hint
 from ..errors import ConfigError
-from .args import check_distinct, check_writable
+from ..io.paths import Input, Output
+from .args import check_writable, files_of
 
 __all__ = ["add_commands", "cmd_export"]
 
@@ -19,8 +19,8 @@ def add_commands(commands: Any) -> None:
         description="Write a model file as an ONNX graph: Gemm per dense layer, then its activation; "
                     "input 'input' (batch, features), output 'output' (batch, classes: the "
                     f"probabilities). Needs onnx: {install_hint('onnx')}.")
-    p.add_argument("model", type=Path, metavar="MODEL", help="a .safetensors file written by nnxp train")
-    p.add_argument("output", type=Path, metavar="OUT.onnx", help="the ONNX file to write (atomically)")
+    p.add_argument("model", type=Input("model"), metavar="MODEL", help="a .safetensors file written by nnxp train")
+    p.add_argument("output", type=Output("onnx"), metavar="OUT.onnx", help="the ONNX file to write (atomically)")
     p.set_defaults(func=cmd_export)
 
 
@@ -37,8 +37,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     check_model_outputs(net, args.model)  # finite weights can still give NaN outputs (a diverged run)
     data = external_data_path(args.output) if weight_bytes(net) > onnx_module.EXTERNAL_DATA_THRESHOLD else None
     if data is not None:  # a second output: checked like the first
-        check_distinct({"OUT.onnx": args.output, "its weights": data}, {"MODEL": args.model})
-        check_writable(data)
+        files_of(args).output("OUT.onnx's weights", data, "onnx")  # never the model, never OUT.onnx itself
     export_onnx(net, args.output)
     files = f"{args.output} and its weights {data}" if data is not None else f"{args.output}"
     print(f"wrote {files} ({'-'.join(map(str, net.sizes))}, {net.dtype_name}, ONNX opset {OPSET})")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +23,9 @@ from ..viz.figures import digit_grid_figure, figure_format, metrics_figure, requ
 from ..viz.images import FIELD, INSTALL_PLOT, read_image, to_mnist
 from ..viz.metrics import read_metrics
 from ..viz.terminal import colour, format_digits, half_block_art, terminal_width, text_art
-from .args import (add_data_arguments, add_device_argument, add_threads_argument, check_writable, load_model,
-                   nonnegative_int, positive_int, warn_other_dataset)
+from ..io.paths import Input, Output
+from .args import (add_data_arguments, add_device_argument, add_threads_argument, check_writable, files_of,
+                   load_data, load_model, nonnegative_int, positive_int, warn_other_dataset)
 
 __all__ = ["add_commands", "cmd_predict", "cmd_images", "cmd_plot"]
 
@@ -42,13 +42,13 @@ def add_commands(commands: Any) -> None:
                     "to the digit, scaled to 20 px and centred by mass in 28x28. Works best on a "
                     "cropped, evenly lit digit drawn with a thick stroke. With --data: one prediction "
                     "per row of your own table.")
-    p.add_argument("model", type=Path, metavar="MODEL", help="a .safetensors file written by nnxp train")
-    p.add_argument("images", type=Path, nargs="*", metavar="IMAGE",
+    p.add_argument("model", type=Input("model"), metavar="MODEL", help="a .safetensors file written by nnxp train")
+    p.add_argument("images", type=Input("image"), nargs="*", metavar="IMAGE",
                    help="PGM files (read without extra packages), or PNG, JPEG and other "
                         "formats Pillow reads")
-    p.add_argument("--data", type=Path, metavar="FILE",
+    p.add_argument("--data", type=Input("table"), metavar="FILE",
                    help="instead of images: a table (.csv, .npz, .parquet) with the model's feature columns")
-    p.add_argument("--output", type=Path, metavar="FILE",
+    p.add_argument("--output", type=Output("predictions"), metavar="FILE",
                    help="with --data: write the predictions here (CSV, one per row) instead of stdout")
     add_device_argument(p)
     add_threads_argument(p)
@@ -74,11 +74,11 @@ def add_commands(commands: Any) -> None:
                    help="how many images (default: 8)")
     p.add_argument("--start", type=nonnegative_int, default=0, metavar="I",
                    help="index of the first image (default: 0)")
-    p.add_argument("--model", type=Path, metavar="PATH", help="also show this model's predictions")
+    p.add_argument("--model", type=Input("model"), metavar="PATH", help="also show this model's predictions")
     add_threads_argument(p)
     p.add_argument("--only-mistakes", action="store_true",
                    help="with --model: show only images the model gets wrong, from --start on")
-    p.add_argument("--png", type=Path, metavar="PATH",
+    p.add_argument("--png", type=Output("image"), metavar="PATH",
                    help=f"also write a grid image (.png, .svg or .pdf; needs matplotlib: {INSTALL_PLOT})")
     p.add_argument("--no-text", action="store_true", help="print no text art (use with --png)")
     p.add_argument("--ramp", action="store_true",
@@ -91,9 +91,9 @@ def add_commands(commands: Any) -> None:
         description="Plot loss and accuracy per epoch (training, and validation or test where the run "
                     "recorded them) from the JSON-lines file nnxp train --metrics writes, or from a model "
                     f"or checkpoint nnxp train wrote. Needs matplotlib: {INSTALL_PLOT}.")
-    p.add_argument("metrics", type=Path, metavar="METRICS",
+    p.add_argument("metrics", type=Input("metrics"), metavar="METRICS",
                    help="the file nnxp train --metrics wrote, or a model or checkpoint file of nnxp train")
-    p.add_argument("-o", "--output", type=Path, metavar="PATH",
+    p.add_argument("-o", "--output", type=Output("image"), metavar="PATH",
                    help="image to write: .png, .svg or .pdf (default: METRICS with suffix .png)")
     p.set_defaults(func=cmd_plot)
 
@@ -163,7 +163,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 # -- nnxp images -------------------------------------------------------------------------------
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from ..data import image_inputs, load_dataset
+    from ..data import image_inputs
 
     if args.only_mistakes and args.model is None:
         raise ConfigError("--only-mistakes needs --model PATH: the model whose mistakes to show")
@@ -180,7 +180,7 @@ def cmd_images(args: argparse.Namespace) -> int:
     if args.model is not None:
         net, trained_on = load_model(args.model, args.device)
 
-    data = load_dataset(args.dataset, args.data_dir, download=args.download)
+    data = load_data(args)
     images = data.test_images if args.split == "test" else data.train_images
     labels = data.test_labels if args.split == "test" else data.train_labels
     n = len(labels)
@@ -263,10 +263,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     output = args.output if args.output is not None else args.metrics.with_suffix(".png")
     figure_format(output)
-    if output.resolve() == args.metrics.resolve():
-        raise ConfigError(f"-o {output} would overwrite the metrics file: give another name")
+    files_of(args).output("--output", output, "image")  # never the metrics file, by any name
     records = read_metrics(args.metrics)
-    check_writable(output)
     require_matplotlib()
     fig = metrics_figure(records, title=args.metrics.name)
     save_figure(fig, output)

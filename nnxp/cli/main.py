@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import DivergenceError, NnxpError
+from ..io.paths import files_from
 from . import bench, evaluate, export, images, text, train
 
 __all__ = ["main", "build_parser"]
@@ -56,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         limit = contextlib.nullcontext()
     try:
+        # Every declared input and output, checked before the command runs (nnxp.io.paths).
+        args.files = files_from(parser, args)
         with limit:
             return int(args.func(args) or 0)
     except DivergenceError as exc:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..io.paths import Input
 from .args import check_distinct, check_writable
 
 __all__ = ["TrainingData", "add_table_arguments", "class_names", "final_scores", "format_score", "integer_labels",
@@ -36,7 +37,7 @@ __all__ = ["TrainingData", "add_table_arguments", "class_names", "final_scores",
 
 def add_table_arguments(group: Any, *, train: bool = True) -> None:
     """``--data``, ``--target`` (and for training ``--task``) on ``group``."""
-    group.add_argument("--data", type=Path, metavar="FILE",
+    group.add_argument("--data", type=Input("table"), metavar="FILE",
                        help="your own table: .csv, .npz (x, y), .parquet")
     group.add_argument("--target", metavar="COLUMN",
                        help="with --data: the column to predict" + ("" if train else " (default: the model's)"))

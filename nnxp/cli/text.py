@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError
-from .args import add_device_argument, add_threads_argument, check_writable, positive_float, positive_int
+from ..io.paths import Input, Output
+from .args import add_device_argument, add_threads_argument, files_of, nonnegative_int, positive_float, positive_int
 
 __all__ = ["add_commands", "cmd_vocab", "cmd_train", "cmd_neighbours"]
 
@@ -35,7 +36,7 @@ def add_commands(commands: Any) -> None:
     p = sub.add_parser("vocab", help="learn BPE merges; print `count symbol` lines, most frequent first",
                        description="Learn BPE merges (Sennrich et al. 2015) and print each final symbol with "
                                    "its corpus frequency, one `count symbol` line each, most frequent first.")
-    p.add_argument("corpus", nargs="?", type=Path, metavar="CORPUS", help=corpus_help)
+    p.add_argument("corpus", nargs="?", type=Input("corpus", directory=True), metavar="CORPUS", help=corpus_help)
     p.add_argument("--merges", type=positive_int, metavar="N",
                    help="merges to learn; more than the corpus allows is an error (default: 5000, "
                         "or as many as the corpus allows if fewer)")
@@ -43,7 +44,7 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--pre-tokenizer", choices=["gpt2", "gpt4"], default="gpt2",
                    help="byte mode: how text is split before merging: gpt2 (ASCII classes, the default) or "
                         "gpt4 (OpenAI's cl100k pattern, Unicode classes; needs the regex package)")
-    p.add_argument("-o", "--output", type=Path, metavar="FILE",
+    p.add_argument("-o", "--output", type=Output("tokenizer"), metavar="FILE",
                    help="also write the vocabulary and merges as a Hugging Face tokenizer.json")
     p.set_defaults(func=cmd_vocab, default_merges=5000)
 
@@ -51,7 +52,7 @@ def add_commands(commands: Any) -> None:
                        description="Learn a BPE vocabulary, then train a next-token model (Bengio et al. 2003: "
                                    "k context tokens -> embeddings -> tanh layer -> softmax) and report "
                                    "held-out perplexity per epoch beside an add-k bigram baseline.")
-    p.add_argument("corpus", nargs="?", type=Path, metavar="CORPUS", help=corpus_help)
+    p.add_argument("corpus", nargs="?", type=Input("corpus", directory=True), metavar="CORPUS", help=corpus_help)
     p.add_argument("--merges", type=positive_int, metavar="N",
                    help="BPE merges (default: 2000, or as many as the corpus allows if fewer)")
     _add_mode(p)
@@ -67,14 +68,14 @@ def add_commands(commands: Any) -> None:
                    help="fraction of the text, at its end, held out for perplexity (default: 0.1)")
     add_device_argument(p)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="(default: float32)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the initial weights and shuffles (default: 0)")
-    p.add_argument("-o", "--save", type=Path, metavar="FILE",
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seeds the initial weights and shuffles (default: 0)")
+    p.add_argument("-o", "--save", type=Output("model", may_be="--resume"), metavar="FILE",
                    help="model and checkpoint file, rewritten atomically after every epoch "
                         "(default: text_model.safetensors, or the --resume file)")
-    p.add_argument("--resume", type=Path, metavar="FILE",
+    p.add_argument("--resume", type=Input("checkpoint"), metavar="FILE",
                    help="continue the run saved in this checkpoint up to --epochs in total, on the same "
                         "CORPUS; the vocabulary, model, optimizer and settings come from the file")
-    p.add_argument("--metrics", type=Path, metavar="FILE", help="write one JSON line per epoch to FILE")
+    p.add_argument("--metrics", type=Output("metrics"), metavar="FILE", help="write one JSON line per epoch to FILE")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal)")
     add_threads_argument(p)
@@ -83,7 +84,7 @@ def add_commands(commands: Any) -> None:
     p = sub.add_parser("neighbours", aliases=["neighbors"], help="nearest tokens by cosine similarity",
                        description="Print the tokens whose embeddings are nearest (cosine similarity) to "
                                    "each TOKEN, from a model written by `nnxp text train`.")
-    p.add_argument("model", type=Path, metavar="MODEL")
+    p.add_argument("model", type=Input("model"), metavar="MODEL")
     p.add_argument("tokens", nargs="+", metavar="TOKEN")
     p.add_argument("-n", "--count", type=positive_int, default=8, help="neighbours per token (default: 8)")
     add_threads_argument(p)
@@ -140,9 +141,17 @@ def _learn(args: argparse.Namespace, keep_text: bool = True):
     return text, tokenizer, result
 
 
+def _declare_corpus(args: argparse.Namespace) -> None:
+    """The files of a CORPUS directory are inputs too: no output may be one of them."""
+    from ..text.corpus import corpus_files
+
+    if args.corpus is not None and args.corpus.is_dir():
+        for path in corpus_files(args.corpus):
+            files_of(args).input("CORPUS", path, "corpus")
+
+
 def cmd_vocab(args: argparse.Namespace) -> int:
-    if args.output is not None:
-        check_writable(args.output)
+    _declare_corpus(args)
     _, tokenizer, result = _learn(args, keep_text=False)
     if args.output is not None:
         tokenizer.save(args.output)
@@ -169,12 +178,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..train import History
 
     backend = get_backend(args.device)  # an unusable device fails before any work
-    save_path = args.save or args.resume or Path("text_model.safetensors")
-    for path in (save_path, args.metrics):
-        if path is not None:
-            check_writable(path)
-    if args.metrics is not None and args.metrics.resolve() == save_path.resolve():
-        raise ConfigError(f"--metrics and the model file are both {save_path}: give them different paths")
+    save_path = files_of(args).output("--save", args.save or args.resume or Path("text_model.safetensors"),
+                                      "model", may_be="--resume")
+    _declare_corpus(args)
     if args.resume is not None:
         checkpoint = load_checkpoint(args.resume, device=backend)
         _, metadata = read_arrays(args.resume)

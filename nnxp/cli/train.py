@@ -24,9 +24,10 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ConfigError, DataError, DivergenceError
+from ..io.paths import Input, Output
 from .table import TrainingData, add_table_arguments, load_table_data
-from .args import (add_blas_argument, add_data_arguments, add_device_argument, add_threads_argument, check_distinct,
-                   check_writable, layer_sizes, load_data, nonnegative_float, nonnegative_int, positive_float,
+from .args import (add_blas_argument, add_data_arguments, add_device_argument, add_threads_argument, files_of,
+                   layer_sizes, load_data, nonnegative_float, nonnegative_int, positive_float,
                    positive_int, probability)
 
 __all__ = ["add_commands", "cmd_train"]
@@ -84,16 +85,16 @@ def add_commands(commands: Any) -> None:
 
     files = p.add_argument_group("output and checkpoints")
     saving = files.add_mutually_exclusive_group()
-    saving.add_argument("--save", type=Path, metavar="PATH",
+    saving.add_argument("--save", type=Output("model"), metavar="PATH",
                         help="the model (default: nnxp-<data>.safetensors)")
     saving.add_argument("--no-save", action="store_true", help="write no model and no checkpoint")
-    files.add_argument("--checkpoint", type=Path, metavar="PATH",
+    files.add_argument("--checkpoint", type=Output("checkpoint", may_be="--resume"), metavar="PATH",
                        help="rewritten every epoch (default: <save>.ckpt.*)")
-    files.add_argument("--resume", type=Path, metavar="PATH",
+    files.add_argument("--resume", type=Input("checkpoint"), metavar="PATH",
                        help="continue this checkpoint's run up to --epochs")
-    files.add_argument("--save-best", type=Path, metavar="PATH",
+    files.add_argument("--save-best", type=Output("model"), metavar="PATH",
                        help="keep the model of the best val. loss here")
-    files.add_argument("--metrics", type=Path, metavar="PATH", help="write one JSON line per epoch here")
+    files.add_argument("--metrics", type=Output("metrics"), metavar="PATH", help="write one JSON line per epoch here")
     files.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no epoch lines")
 
     hardware = p.add_argument_group("hardware")
@@ -219,9 +220,10 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
         for key, value in check_settings(checkpoint, args.resume, _SETTING_RULES).items():
             if key in _RUN_FILES:  # files the run wrote: kept unless this command names others
                 if getattr(args, key) is None:
-                    setattr(args, key, Path(value))
-            elif key == "data":  # the table the run trains on
-                args.data = Path(value)
+                    setattr(args, key, _remembered(value, args.resume))
+            elif key == "data":  # the table the run trains on, unless this command names it
+                if args.data is None:
+                    args.data = files_of(args).input("--data", _remembered(value, args.resume), "table")
             else:
                 setattr(args, key, value)
         net, optimizer, history = checkpoint.net, checkpoint.optimizer, checkpoint.history
@@ -257,10 +259,11 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
 
     settings = {key: getattr(args, key) for key in _RUN_SETTINGS}
     if args.data is not None:
-        settings.update(data=str(args.data), target=args.target, task=args.task)
-    settings.update({key: str(getattr(args, key)) for key in _RUN_FILES if getattr(args, key) is not None})
+        settings.update(data=str(Path(args.data).absolute()), target=args.target, task=args.task)
+    # Remembered absolute, so that a run resumed from another directory writes the same files.
+    settings.update({key: str(getattr(args, key).absolute()) for key in _RUN_FILES if getattr(args, key) is not None})
     if save_path is not None:
-        settings["save"] = str(save_path)
+        settings["save"] = str(save_path.absolute())
     callbacks: list[Any] = []
     if args.eval_test_every_epoch and data.test is not None:
         callbacks.append(_EvaluateTest(*data.test))
@@ -296,7 +299,10 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
         ranks = f" | {dist.size} ranks ({dist.comm.name})" if dist is not None else ""
         print(_describe_run(data, net, optimizer, args, threads) + ranks)
         if checkpoint is not None:
-            print(f"resumed {args.resume} at epoch {checkpoint.epoch} (of {args.epochs})")
+            print(f"resumed {args.resume} at epoch {checkpoint.epoch} (of {args.epochs}); writing "
+                  + ", ".join(f"{what} {path}" for what, path in (
+                      ("the model to", save_path), ("checkpoints to", ckpt_path), ("metrics to", args.metrics),
+                      ("the best model to", args.save_best)) if path is not None))
     try:
         history = fit(net, data.x, data.y, epochs=args.epochs, batch_size=args.batch_size,
                       optimizer=optimizer, schedule=args.schedule, validation_data=data.validation,
@@ -367,8 +373,16 @@ def _resume_command(checkpoint: Path, args: argparse.Namespace) -> str:
     return f"nnxp train --resume {checkpoint} --epochs {args.epochs}{metrics}"
 
 
+def _remembered(value: str, checkpoint: Path) -> Path:
+    """A path a checkpoint remembers: absolute in files written now; a relative one (older files)
+    is taken relative to the checkpoint's directory, never to the current one."""
+    path = Path(value)
+    return path if path.is_absolute() else checkpoint.parent / path
+
+
 def _output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
-    """(model path, checkpoint path): checked writable, none of them an input or another output
+    """(model path, checkpoint path). Every output, given, default or remembered by a resumed
+    checkpoint, goes through the command's Files: writable, none of them an input or another output
     (the checkpoint being resumed may be rewritten in place: the default)."""
     if args.no_save:
         save_path = ckpt_path = None
@@ -377,12 +391,11 @@ def _output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
         save_path = args.save or Path(f"nnxp-{name}.safetensors")
         ckpt_path = args.checkpoint or args.resume or save_path.with_name(
             f"{save_path.stem}.ckpt{save_path.suffix or '.safetensors'}")
-    same_as_resume = ckpt_path is not None and args.resume is not None and ckpt_path == args.resume
-    outputs = {"--save": save_path, "--checkpoint": None if same_as_resume else ckpt_path,
-               "--metrics": args.metrics, "--save-best": args.save_best}
-    check_distinct(outputs, {"--resume": args.resume, "--data": args.data})
-    for path in (save_path, ckpt_path, args.metrics, args.save_best):
-        check_writable(path)
+    files = files_of(args)
+    for flag, path, kind in (("--save", save_path, "model"), ("--checkpoint", ckpt_path, "checkpoint"),
+                             ("--metrics", args.metrics, "metrics"), ("--save-best", args.save_best, "model")):
+        if path is not None:
+            files.output(flag, path, kind, may_be="--resume" if flag == "--checkpoint" else None)
     return save_path, ckpt_path
 
 

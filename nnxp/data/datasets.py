@@ -205,6 +205,18 @@ def _search_dirs(key: str, data_dir: Path | None, cache_dir: Path | None) -> lis
     return dirs
 
 
+def dataset_files(name: str, data_dir: PathLike | None = None, *, cache_dir: PathLike | None = None) -> list[Path]:
+    """Every path :func:`load_dataset` may read (or download into) for these arguments, present or not:
+    the files a command must never write over. None for ``"bundled"`` (it is inside nnxp)."""
+    key = _normalise_name(name)
+    if key == "bundled":
+        return []
+    data_path = Path(data_dir).expanduser() if data_dir is not None else None
+    cache_path = Path(cache_dir).expanduser() if cache_dir is not None else None
+    return [d / (stem + suffix) for d in _search_dirs(key, data_path, cache_path)
+            for _, canonical, dotted in _PARTS for stem in (canonical, dotted) for suffix in ("", ".gz")]
+
+
 def load_dataset(
     name: str,
     data_dir: PathLike | None = None,

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from nnxp.errors import DataError, DownloadError
 from nnxp._files import atomic_open
+from nnxp.io.read import open_input
 
 PathLike = Union[str, "os.PathLike[str]"]
 Progress = Callable[[int, int | None], None]
@@ -94,9 +95,9 @@ class _MirrorFailed(Exception):
 
 
 def file_sha256(path: PathLike) -> str:
-    """Hex SHA-256 of a file's bytes (raises OSError if unreadable)."""
+    """Hex SHA-256 of a file's bytes (OSError if unreadable, DataError if not a regular file)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_input(path, "dataset") as f:  # a FIFO at the path does not block
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
@@ -160,7 +161,7 @@ def download(
             try:
                 if file_sha256(target) == expected:
                     continue
-            except OSError:
+            except (OSError, DataError):
                 pass
             stale = True  # present but wrong: fetch a good copy to replace it
         _fetch_from_mirrors(name, fname, target, expected, mirrors, timeout, progress, stale,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import stat
 import zlib
 from pathlib import Path
 from typing import Union
@@ -32,6 +31,7 @@ import numpy as np
 
 from nnxp.errors import ConfigError, DataError, ShapeError
 from nnxp._files import atomic_open
+from nnxp.io.read import open_input
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -74,9 +74,7 @@ def read_idx(path: PathLike) -> np.ndarray:
     """
     path = _path(path)
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise DataError(f"{path}: not a regular file; give an IDX file")
-        f = open(path, "rb")
+        f = open_input(path, "dataset")  # a FIFO or /dev/zero is refused, not read
     except OSError as e:
         raise DataError(f"{path}: cannot open IDX file ({_reason(e)}); check the path") from None
     with f:

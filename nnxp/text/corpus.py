@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import DataError
+from ..io.read import LIMITS, open_input, read_bytes
 
-__all__ = ["read_corpus", "corpus_blocks", "text_blocks", "default_corpus", "DEFAULT_CORPUS_NAME", "MAX_RUN"]
+__all__ = ["corpus_files", "read_corpus", "corpus_blocks", "text_blocks", "default_corpus", "DEFAULT_CORPUS_NAME", "MAX_RUN"]
 
 #: The longest stretch of text without a place to cut it into blocks (characters).
 MAX_RUN = 1 << 20
@@ -60,11 +61,17 @@ def read_corpus(path: str | os.PathLike | None = None) -> tuple[str, str]:
         return default_corpus(), DEFAULT_CORPUS_NAME
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        files = corpus_files(path)
         if not files:
             raise DataError(f"directory {path} has no files: give a UTF-8 text file or a directory of them")
-        text = "\n".join(_read_text(p) for p in files)
+        texts, size = [], 0
+        for p in files:
+            texts.append(_read_text(p))
+            size += len(texts[-1])
+            if size > LIMITS["corpus"]:
+                raise DataError(f"{path}: its files hold over {LIMITS['corpus'] >> 20} MiB, the limit for a "
+                                "corpus; give a smaller directory")
+        text = "\n".join(texts)
     elif path.exists():
         text = _read_text(path)
     else:
@@ -77,9 +84,17 @@ def read_corpus(path: str | os.PathLike | None = None) -> tuple[str, str]:
     return text, str(path)
 
 
+def corpus_files(path: str | os.PathLike) -> list[Path]:
+    """The files :func:`read_corpus` reads from the directory ``path``: its regular files, recursively,
+    in sorted path order, hidden files and folders (names starting with a dot) skipped."""
+    path = Path(path)
+    return sorted(p for p in path.rglob("*") if p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(path).parts))
+
+
 def _read_text(path: Path) -> str:
     try:
-        data = path.read_bytes()
+        data = read_bytes(path, "corpus")
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     if b"\0" in data:
@@ -109,7 +124,7 @@ def _stream_file(path: Path, read_size: int) -> Iterator[str]:
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
     try:
-        with open(path, "rb") as f:
+        with open_input(path, "corpus") as f:  # never blocks on a FIFO, refuses /dev/zero
             while True:
                 data = f.read(read_size)
                 if b"\0" in data:

@@ -41,6 +41,7 @@ from ..network import Network
 from ..optim import Optimizer, get_optimizer
 from ..network import network_from
 from ..serialization import read_arrays, save
+from ..validation import check_parameter_memory
 from .embedding import Embedding
 from .tokenizer import Tokenizer
 
@@ -80,6 +81,10 @@ def best_bigram(prev_train, next_train, prev_test, next_test, vocabulary) -> tup
                for k in ADD_K_GRID)
 
 
+# Above this, math.exp overflows a float.
+_MAX_EXP = math.log(sys.float_info.max)
+
+
 class NextTokenModel:
     """Embedding (V, d) over k tokens -> Dense tanh (H) -> Dense softmax (V): a
     :class:`~nnxp.network.Network` of three layers (``self.net``)."""
@@ -90,6 +95,9 @@ class NextTokenModel:
                             ("hidden", hidden)):
             if int(value) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
+        itemsize = np.dtype(dtype).itemsize if dtype in ("float32", "float64") else 8
+        check_parameter_memory([vocabulary, dimension], itemsize)  # the embedding table
+        check_parameter_memory([context * dimension, hidden, vocabulary], itemsize)  # huge sizes: one line
         backend = get_backend(device)
         float_dtype = backend.dtype(dtype)
         rng = np.random.default_rng(seed)
@@ -156,7 +164,8 @@ class NextTokenModel:
             stop = min(start + batch_size, n)  # out-of-bounds slice stops are not in the standard
             part = self.summed_cost(x[start:stop, ...], y[start:stop], ops)
             total = part if total is None else total + part
-        return math.exp(float(total) / n)
+        mean = float(total) / n
+        return math.exp(mean) if mean < _MAX_EXP else math.inf  # a diverged model: inf, not OverflowError
 
     # -- files -----------------------------------------------------------------------
     def save(self, path: Any, tokenizer: Tokenizer, extra: dict[str, Any] | None = None) -> None:

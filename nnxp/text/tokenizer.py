@@ -37,6 +37,7 @@ from typing import Iterable, Sequence
 
 from .._files import write_file
 from ..errors import ConfigError, DataError
+from ..io.read import read_text
 from .bpe import Merges, check_merges, learn_merges, merge_pair
 from .pretokenize import (BYTE_CHUNK_PATTERN, BYTE_TO_CHAR, CHAR_TO_BYTE, GPT4_CHUNK_PATTERN, PRE_TOKENIZERS,
                           byte_chars, byte_pre_tokenizer_json, chunk_finder, chunks_of, count_pieces, lower,
@@ -222,7 +223,7 @@ class Tokenizer:
     def load(cls, path: str | os.PathLike) -> "Tokenizer":
         path = Path(path)
         try:
-            spec = json.loads(path.read_text(encoding="utf-8"))
+            spec = json.loads(read_text(path, "tokenizer"))
         except FileNotFoundError:
             raise DataError(f"tokenizer file {path} not found: check the path") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -25,6 +25,7 @@ import numpy as np
 
 from .._extras import install_hint
 from ..errors import DataError, NnxpError
+from ..io.read import read_bytes
 
 __all__ = ["INSTALL_PLOT", "FIELD", "read_image", "read_pgm", "to_mnist"]
 
@@ -53,7 +54,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_bytes(path, "image")
     except FileNotFoundError:
         raise DataError(f"image file {path} not found: check the path") from None
     except IsADirectoryError:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..io.schema import Schema
+from ..io.read import read_bytes
 
 __all__ = ["REQUIRED_KEYS", "OPTIONAL_KEYS", "read_metrics"]
 
@@ -28,10 +29,11 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, float]]:
     """
     path = Path(path)
     what = "give the file nnxp train --metrics wrote, or its model or checkpoint file"
-    if _is_model_file(path):
-        return _check_records(path, _history_of(path), what)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_bytes(path, "metrics", "a metrics (or model)")
+        if _is_model_file(data):
+            return _check_records(path, _history_of(path), what)
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise DataError(f"metrics file {path} not found: check the path "
                         f"(nnxp train --metrics {path} writes it)") from None
@@ -53,13 +55,9 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, float]]:
     return _check_records(path, lines, what)
 
 
-def _is_model_file(path: Path) -> bool:
-    """Whether ``path`` starts like a safetensors file (8-byte header length, then '{')."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(9)
-    except OSError:
-        return False
+def _is_model_file(data: bytes) -> bool:
+    """Whether ``data`` starts like a safetensors file (8-byte header length, then '{')."""
+    head = data[:9]
     return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 0
 
 

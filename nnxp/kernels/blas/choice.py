@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import BackendError, ConfigError, DataError
+from ...io.read import read_text
 from ...io.schema import Schema, shown
 from .providers import PROVIDERS, Provider, openblas, provider
 
@@ -159,8 +160,11 @@ def _read_cache(path: Path) -> dict[str, Any]:
     again and the file rewritten whole.  It never stops training.
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, "cache"))  # never blocks (a FIFO), never reads /dev/zero
     except FileNotFoundError:
+        return {}
+    except DataError as exc:  # a FIFO, a device, a file over the cache's size limit: never read
+        _warn(f"{exc}; measuring again")
         return {}
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         why = getattr(exc, "strerror", None) or "not valid JSON"
