@@ -65,8 +65,12 @@ class Loss:
         """dC/dz for the output layer, shape (B, K)."""
         raise NotImplementedError
 
-    def rows(self, output: Activation, z: Any, a: Any, y: Any) -> Any:
-        """The cost of each sample, shape (B,): :meth:`value` is their mean."""
+    def rows(self, output: Activation, z: Any, a: Any, y: Any, clip: float = 0.0) -> Any:
+        """The cost of each sample, shape (B,): :meth:`value` is their mean.
+
+        ``clip`` (cross-entropy only): compute it from the probabilities ``a`` clipped to
+        [clip, 1 - clip], as scikit-learn's ``log_loss`` does (finite where a rounds to 0 or 1).
+        """
         raise NotImplementedError
 
     def forward(self, output: Activation, z: Any, y: Any) -> tuple[Any, Any, Any]:
@@ -97,7 +101,7 @@ class SquaredError(Loss):
     def delta(self, output, z, a, y):
         return output.backward(a, (2.0 / a.shape[0]) * (a - y))
 
-    def rows(self, output, z, a, y):
+    def rows(self, output, z, a, y, clip=0.0):
         xp = array_namespace(a, y)
         diff = a - y
         return xp.sum(diff * diff, axis=1)
@@ -115,7 +119,7 @@ class HalfSquaredError(SquaredError):
     def delta(self, output, z, a, y):
         return output.backward(a, (1.0 / a.shape[0]) * (a - y))
 
-    def rows(self, output, z, a, y):
+    def rows(self, output, z, a, y, clip=0.0):
         return super().rows(output, z, a, y) * 0.5
 
 
@@ -153,8 +157,13 @@ class CrossEntropy(Loss):
             return output.backward(a, (a - y) / (a * (1.0 - a)) * scale)
         return output.backward(a, -(y / a) * scale)
 
-    def rows(self, output, z, a, y):
+    def rows(self, output, z, a, y, clip=0.0):
         xp = array_namespace(z, y)
+        if clip:
+            a = xp.clip(a, min=clip, max=1.0 - clip)
+            if isinstance(output, Sigmoid):
+                return -xp.sum(y * xp.log(a) + (1.0 - y) * xp.log(1.0 - a), axis=1)
+            return -xp.sum(y * xp.log(a), axis=1)
         if type(output) is Sigmoid:
             softplus = xp.clip(z, min=0.0) + xp.log1p(xp.exp(-xp.abs(z)))
             return xp.sum(softplus - y * z, axis=1)
@@ -194,7 +203,7 @@ def l2_penalty(weights: list[Any], strength: float) -> tuple[Any, list[Any]]:
     return value, [w * strength for w in weights]
 
 
-LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (SquaredError, HalfSquaredError, CrossEntropy)}
+LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (SquaredError, CrossEntropy, HalfSquaredError)}
 # No "mse" alias on purpose: this cost sums over outputs (the seeds'), PyTorch's MSELoss averages.
 _ALIASES = {"se": "squared_error", "ce": "cross_entropy", "crossentropy": "cross_entropy"}
 

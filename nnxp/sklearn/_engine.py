@@ -9,7 +9,9 @@ where loss_i is the log-loss of row i (softmax output for several classes, one
 logistic unit per label for two classes or multilabel targets) or half its
 squared error (identity output; the *reported* loss is divided by the number of
 outputs, scikit-learn's ``squared_loss``).  The output delta is the canonical
-residual, dJ/dz_L = s_i (a_i - y_i) / S, and biases carry no L2 term.
+residual, dJ/dz_L = s_i (a_i - y_i) / S, and biases carry no L2 term.  The log-loss
+value is computed, as scikit-learn's, from probabilities clipped to [eps, 1 - eps]
+(this matters to L-BFGS's line search once outputs saturate).
 
 Here that objective is formed from :mod:`nnxp.losses` (``rows``, ``half_squared_error``,
 :func:`~nnxp.losses.l2_penalty`); the forward and backward passes are the
@@ -28,7 +30,7 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..layers import Dense, Run
-from ..losses import l2_penalty, weighted_mean
+from ..losses import CrossEntropy, l2_penalty, weighted_mean
 from ..network import Network
 from ..optim import SGD, Adam
 
@@ -64,7 +66,7 @@ def host_layers(net: Network) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(coefs_, intercepts_) as host NumPy copies in scikit-learn's (in, out) layout."""
     coefs, intercepts = [], []
     for layer in net.dense_layers:
-        coefs.append(np.ascontiguousarray(to_numpy(layer.weight).T))
+        coefs.append(np.array(to_numpy(layer.weight).T, order="C", copy=True))  # never a view of the network
         intercepts.append(to_numpy(layer.bias).copy())
     return coefs, intercepts
 
@@ -81,8 +83,12 @@ def objective_step(net: Network, ops: Any, x: Any, y: Any, weight: Any, alpha: f
     """
     z, saved = net.forward_pass(x, ops, training=True)
     a, cost, delta = ops.loss_forward(net.loss, net.output, z, y)  # mean cost, (a - y) / B
-    if weight is not None:
+    if isinstance(net.loss, CrossEntropy):  # scikit-learn's log_loss: probabilities clipped to [eps, 1 - eps]
+        rows = net.loss.rows(net.output, z, a, y, clip=float(np.finfo(_host_dtype(net)).eps))
+        cost = net.xp.mean(rows) if weight is None else weighted_mean(rows, weight)
+    elif weight is not None:
         cost = weighted_mean(net.loss.rows(net.output, z, a, y), weight)
+    if weight is not None:
         delta = delta * (weight * (x.shape[0] / weight_sum))[:, None]  # s_i (a_i - y_i) / S
     layers = net.layers
     last = len(layers) - 1
@@ -106,6 +112,10 @@ def objective_step(net: Network, ops: Any, x: Any, y: Any, weight: Any, alpha: f
     return cost, [g for layer_grads in grads for g in layer_grads]
 
 
+def _host_dtype(net: Network) -> type:
+    return np.float64 if net.dtype_name == "float64" else np.float32
+
+
 class Solver:
     """scikit-learn's stochastic solver state (its ``_optimizer``): an nnxp optimizer, the
     learning-rate schedule and the stopping rule.
@@ -114,8 +124,9 @@ class Solver:
     schedule's (``constant``; ``invscaling``: init / (t + 1)^power_t after each
     epoch, t the samples seen; ``adaptive``: divided by 5 each time the stopping
     rule fires, until 1e-6); for Adam the bias-corrected rate of the last step.
-    SGD's momentum buffer holds gradients (nnxp's and PyTorch's form), scikit-learn's
-    holds steps already scaled by the rate: the two agree while the rate is constant.
+    SGD's momentum buffer holds gradients (nnxp's and PyTorch's form, v), scikit-learn's
+    holds steps already scaled by the rate (V = -lr v); when the schedule changes the rate
+    from lr to lr', v is rescaled by lr / lr' so that V, and so every step, stays scikit-learn's.
     """
 
     def __init__(self, est: Any):
@@ -158,9 +169,16 @@ class Solver:
         self.optimizer.lr = self._sgd_rate if self.solver == "sgd" else self.learning_rate_init
         return ops.optimizer_step(self.optimizer, params, grads)
 
+    def _set_sgd_rate(self, rate: float) -> None:
+        velocity = self.optimizer.state.get("velocity")
+        if velocity and rate != self._sgd_rate:
+            ratio = self._sgd_rate / rate
+            self.optimizer.state["velocity"] = [v * ratio for v in velocity]
+        self._sgd_rate = rate
+
     def iteration_ends(self, time_step: int) -> None:
         if self.solver == "sgd" and self.lr_schedule == "invscaling":
-            self._sgd_rate = self.learning_rate_init / (time_step + 1) ** self.power_t
+            self._set_sgd_rate(self.learning_rate_init / (time_step + 1) ** self.power_t)
 
     def trigger_stopping(self, msg: str, verbose: Any) -> bool:
         if self.solver != "sgd" or self.lr_schedule != "adaptive":
@@ -171,7 +189,7 @@ class Solver:
             if verbose:
                 print(msg + " Learning rate too small. Stopping.")
             return True
-        self._sgd_rate /= 5.0
+        self._set_sgd_rate(self._sgd_rate / 5.0)
         if verbose:
             print(msg + " Setting learning rate to %f" % self._sgd_rate)
         return False

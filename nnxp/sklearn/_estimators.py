@@ -114,7 +114,7 @@ class _NnxpMLP:
         """scikit-learn's loss and gradient on all of (X, y), by nnxp (L-BFGS calls this per evaluation)."""
         net = self._network()
         ops = ops_for(net.backend, fast=False)
-        with self._threads(net, X.shape[0]), np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):  # threads: chosen once, by _fit_lbfgs
             x, t = net.inputs(X), net.targets(_floats(y, net), X.shape[0])
             w = None if sample_weight is None else net.backend.asarray(sample_weight, net.dtype)
             total = float(X.shape[0]) if sample_weight is None else float(np.sum(sample_weight))
@@ -124,6 +124,13 @@ class _NnxpMLP:
         coefs = [host[2 * i].T.astype(np.float64) for i in range(n)]
         intercepts = [host[2 * i + 1].astype(np.float64) for i in range(n)]
         return float(cost), coefs, intercepts
+
+    def _fit_lbfgs(self, X, y, *args, **kwargs):
+        """scikit-learn's driver of SciPy's L-BFGS-B, calling :meth:`_backprop`; the thread count
+        is chosen once here (choosing it samples the machine's load: not once per evaluation)."""
+        net = self._network()
+        with self._threads(net, X.shape[0]):
+            return super()._fit_lbfgs(X, y, *args, **kwargs)
 
     def _loss_scale(self) -> float:
         return 1.0 / self.n_outputs_ if self.out_activation_ == "identity" else 1.0
