@@ -12,7 +12,10 @@ scikit-learn's own test_mlp.py runs against these classes in tests/test_sklearn_
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -44,6 +47,22 @@ def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)
+
+
+def test_array_api_dispatch_check():
+    """The one check scikit-learn runs only with SCIPY_ARRAY_API=1 set before SciPy loads."""
+    code = ("from sklearn.utils.estimator_checks import check_array_api_input\n"
+            "from nnxp.sklearn import MLPClassifier, MLPRegressor\n"
+            "for est in (MLPClassifier(random_state=0), MLPRegressor(random_state=0)):\n"
+            "    check_array_api_input(type(est).__name__, est, array_namespace='numpy',\n"
+            "                          expect_only_array_outputs=False)\n"
+            "print('passed')\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "SCIPY_ARRAY_API": "1", "PYTHONPATH": root}
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "passed" in result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +206,8 @@ def test_bad_parameters_are_scikit_learn_errors(cls):
         cls(dtype="float16").fit(x, y)
     with pytest.raises(ValueError, match="device"):
         cls(device="no-such-device").fit(x, y)
+    with pytest.raises(InvalidParameterError, match="threads"):
+        cls(threads=0).fit(x, y)
 
 
 def test_poisson_loss_is_a_clear_error():

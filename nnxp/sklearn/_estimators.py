@@ -25,7 +25,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier as _SkClassifier
 from sklearn.neural_network import MLPRegressor as _SkRegressor
 from sklearn.utils import gen_batches, shuffle
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 
 from ..backend import get_backend, to_numpy
@@ -35,7 +35,8 @@ from . import _engine
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
-_EXTRA_CONSTRAINTS = {"device": "no_validation", "dtype": [None, StrOptions({"float32", "float64"})]}
+_EXTRA_CONSTRAINTS = {"device": "no_validation", "dtype": [None, StrOptions({"float32", "float64"})],
+                      "threads": [None, Interval(Integral, 1, None, closed="left")]}
 
 
 class _NnxpMLP:
@@ -69,7 +70,7 @@ class _NnxpMLP:
 
     @contextlib.contextmanager
     def _threads(self, net: Any, rows: int) -> Iterator[None]:
-        with net.backend.context(), thread_limit(None, rows, net.sizes, net.backend):
+        with net.backend.context(), thread_limit(self.threads, rows, net.sizes, net.backend):
             yield
 
     # -- scikit-learn's hooks, replaced ------------------------------------------------
@@ -207,8 +208,7 @@ class _NnxpMLP:
                     self._optimizer.iteration_ends(self.t_)
                     if self._no_improvement_count > self.n_iter_no_change:
                         what = "Validation score" if self.early_stopping else "Training loss"
-                        verb = "improve more than tol=%f" if self.early_stopping else "improve more than tol=%f"
-                        msg = (f"{what} did not {verb} for %d consecutive epochs."
+                        msg = (f"{what} did not improve more than tol=%f for %d consecutive epochs."
                                % (self.tol, self.n_iter_no_change))
                         if self._optimizer.trigger_stopping(msg, self.verbose):
                             break
@@ -275,7 +275,8 @@ class MLPClassifier(_NnxpMLP, _SkClassifier):
     ``sample_weight``, as in scikit-learn's linear models), ``device`` (``"cpu"``,
     ``"cuda"``, ``"auto"``, ...: where the network trains, see :func:`nnxp.get_backend`)
     and ``dtype`` (None: follow ``X``, float64 data trains in float64, as scikit-learn;
-    or ``"float32"``/``"float64"``).  ``solver="lbfgs"`` runs SciPy's L-BFGS-B on nnxp's
+    or ``"float32"``/``"float64"``) and ``threads`` (CPU BLAS threads; None: nnxp's choice per
+    fit, see :mod:`nnxp.threads`).  ``solver="lbfgs"`` runs SciPy's L-BFGS-B on nnxp's
     gradients.  Everything else: see ``sklearn.neural_network.MLPClassifier`` and docs/sklearn.md.
     """
 
@@ -289,7 +290,7 @@ class MLPClassifier(_NnxpMLP, _SkClassifier):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 class_weight=None, device="cpu", dtype=None):
+                 class_weight=None, device="cpu", dtype=None, threads=None):
         super().__init__(hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate,
                          learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
@@ -300,6 +301,7 @@ class MLPClassifier(_NnxpMLP, _SkClassifier):
         self.class_weight = class_weight
         self.device = device
         self.dtype = dtype
+        self.threads = threads
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
         _device_name(self.device)
@@ -316,7 +318,7 @@ class MLPClassifier(_NnxpMLP, _SkClassifier):
 class MLPRegressor(_NnxpMLP, _SkRegressor):
     """scikit-learn's ``MLPRegressor`` (``loss="squared_error"``), trained by nnxp.
 
-    Extra parameters ``device`` and ``dtype`` as for :class:`MLPClassifier`;
+    Extra parameters ``device``, ``dtype`` and ``threads`` as for :class:`MLPClassifier`;
     ``loss="poisson"`` is refused with a clear error (nnxp has no exponential output yet).
     """
 
@@ -327,7 +329,7 @@ class MLPRegressor(_NnxpMLP, _SkRegressor):
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000, device="cpu", dtype=None):
+                 max_fun=15000, device="cpu", dtype=None, threads=None):
         super().__init__(loss=loss, hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
                          alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
                          learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
@@ -337,6 +339,7 @@ class MLPRegressor(_NnxpMLP, _SkRegressor):
                          beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun)
         self.device = device
         self.dtype = dtype
+        self.threads = threads
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
         _device_name(self.device)
