@@ -27,6 +27,7 @@ from sklearn.neural_network import MLPRegressor as _SkRegressor
 from sklearn.utils import gen_batches, shuffle
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.validation import validate_data
 
 from ..backend import get_backend, to_numpy
 from ..kernels import ops_for
@@ -106,8 +107,6 @@ class _NnxpMLP:
             return to_numpy(net.predict(X))
 
     def _validated_for_predict(self, X):
-        from sklearn.utils.validation import validate_data
-
         X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         return X.toarray() if scipy.sparse.issparse(X) else X
 
