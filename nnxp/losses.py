@@ -199,7 +199,8 @@ def l2_penalty(weights: list[Any], strength: float) -> tuple[Any, list[Any]]:
     matrices ``weights`` (biases are not passed in, so not penalised): value a 0-d array,
     gradient strength * W_l for each."""
     xp = array_namespace(*weights)
-    value = sum(xp.sum(w * w) for w in weights) * (0.5 * strength)
+    flat = [xp.reshape(w, (-1,)) for w in weights]
+    value = sum(xp.vecdot(f, f) for f in flat) * (0.5 * strength)  # ||W||^2 without a W-sized temporary
     return value, [w * strength for w in weights]
 
 

@@ -108,7 +108,10 @@ def objective_step(net: Network, ops: Any, x: Any, y: Any, weight: Any, alpha: f
         cost = cost + penalty
         for layer_grads, extra in zip((gr for gr, layer in zip(grads, layers) if isinstance(layer, Dense)),
                                       l2_grads):
-            layer_grads[0] = layer_grads[0] + extra
+            if net.backend.inplace:  # dW is a fresh array or the executor's buffer, never a parameter
+                layer_grads[0] += extra
+            else:
+                layer_grads[0] = layer_grads[0] + extra
     return cost, [g for layer_grads in grads for g in layer_grads]
 
 
