@@ -103,6 +103,8 @@ class _NnxpMLP:
         elif scipy.sparse.issparse(X):
             X = X.toarray()
         net = self._network()
+        if getattr(self, "_live_network", None) is not None:  # early stopping's score, inside fit's thread limit
+            return to_numpy(net.predict(X))
         with self._threads(net, X.shape[0]):
             return to_numpy(net.predict(X))
 
