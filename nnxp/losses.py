@@ -7,12 +7,21 @@ For a batch of B samples (rows) with outputs ``a`` (B, K), pre-activations
 
     C = (1/B) sum_samples sum_j (a_j - y_j)^2          dC/da = (2/B) (a - y)
 
+``half_squared_error`` (scikit-learn's MLPRegressor's)::
+
+    C = (1/2B) sum_samples sum_j (a_j - y_j)^2         dC/da = (1/B) (a - y)
+
 ``cross_entropy`` with a softmax output (categorical) or a sigmoid output
 (one binary cross-entropy per unit), computed from ``z`` through a stable
 log-softmax / softplus so it never takes log(0)::
 
     C = -(1/B) sum y_j log a_j   (softmax)       dC/dz = (1/B) (a - y)
     C = -(1/B) sum [y log a + (1 - y) log(1 - a)]  (sigmoid)   same dC/dz
+
+Each loss also gives its per-sample costs (``rows``: C is their mean), from
+which a sample-weighted cost is formed (:func:`weighted_mean`), and
+:func:`l2_penalty` is the L2 term (alpha/2) sum ||W||^2 that scikit-learn's
+MLP adds to its loss.
 
 The cross-entropy gradient is *fused* with the output activation: it is
 written directly for dC/dz, which is both cheaper and exact where the
@@ -31,7 +40,8 @@ from array_api_compat import array_namespace
 from .activations import Activation, Sigmoid, Softmax
 from .errors import ConfigError
 
-__all__ = ["Loss", "SquaredError", "CrossEntropy", "get_loss", "log_softmax", "LOSSES"]
+__all__ = ["Loss", "SquaredError", "HalfSquaredError", "CrossEntropy", "get_loss", "log_softmax",
+           "weighted_mean", "l2_penalty", "LOSSES"]
 
 
 def log_softmax(z: Any) -> Any:
@@ -53,6 +63,14 @@ class Loss:
 
     def delta(self, output: Activation, z: Any, a: Any, y: Any) -> Any:
         """dC/dz for the output layer, shape (B, K)."""
+        raise NotImplementedError
+
+    def rows(self, output: Activation, z: Any, a: Any, y: Any, clip: float = 0.0) -> Any:
+        """The cost of each sample, shape (B,): :meth:`value` is their mean.
+
+        ``clip`` (cross-entropy only): compute it from the probabilities ``a`` clipped to
+        [clip, 1 - clip], as scikit-learn's ``log_loss`` does (finite where a rounds to 0 or 1).
+        """
         raise NotImplementedError
 
     def forward(self, output: Activation, z: Any, y: Any) -> tuple[Any, Any, Any]:
@@ -82,6 +100,27 @@ class SquaredError(Loss):
 
     def delta(self, output, z, a, y):
         return output.backward(a, (2.0 / a.shape[0]) * (a - y))
+
+    def rows(self, output, z, a, y, clip=0.0):
+        xp = array_namespace(a, y)
+        diff = a - y
+        return xp.sum(diff * diff, axis=1)
+
+
+class HalfSquaredError(SquaredError):
+    """Half the squared error, C = (1/2) sum_j (a_j - y_j)^2 per sample, gradient a - y, batch-averaged
+    (scikit-learn's MLPRegressor's loss, whose gradient is the plain residual)."""
+
+    name = "half_squared_error"
+
+    def value(self, output, z, a, y):
+        return super().value(output, z, a, y) * 0.5
+
+    def delta(self, output, z, a, y):
+        return output.backward(a, (1.0 / a.shape[0]) * (a - y))
+
+    def rows(self, output, z, a, y, clip=0.0):
+        return super().rows(output, z, a, y) * 0.5
 
 
 class CrossEntropy(Loss):
@@ -118,6 +157,22 @@ class CrossEntropy(Loss):
             return output.backward(a, (a - y) / (a * (1.0 - a)) * scale)
         return output.backward(a, -(y / a) * scale)
 
+    def rows(self, output, z, a, y, clip=0.0):
+        xp = array_namespace(z, y)
+        if clip:
+            a = xp.clip(a, min=clip, max=1.0 - clip)
+            if isinstance(output, Sigmoid):
+                return -xp.sum(y * xp.log(a) + (1.0 - y) * xp.log(1.0 - a), axis=1)
+            return -xp.sum(y * xp.log(a), axis=1)
+        if type(output) is Sigmoid:
+            softplus = xp.clip(z, min=0.0) + xp.log1p(xp.exp(-xp.abs(z)))
+            return xp.sum(softplus - y * z, axis=1)
+        if type(output) is Softmax:
+            return -xp.sum(y * log_softmax(z), axis=1)
+        if isinstance(output, Sigmoid):
+            return -xp.sum(y * xp.log(a) + (1.0 - y) * xp.log(1.0 - a), axis=1)
+        return -xp.sum(y * xp.log(a), axis=1)
+
     def forward(self, output, z, y):
         if type(output) is not Softmax:
             return super().forward(output, z, y)
@@ -132,7 +187,24 @@ class CrossEntropy(Loss):
         return a, cost, (a - y) * scale
 
 
-LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (SquaredError, CrossEntropy)}
+def weighted_mean(rows: Any, weight: Any) -> Any:
+    """sum_i w_i c_i / sum_i w_i: the sample-weighted cost from per-sample costs ``rows`` (B,)
+    and weights ``weight`` (B,) on the same device (0-d array)."""
+    xp = array_namespace(rows, weight)
+    return xp.sum(rows * weight) / xp.sum(weight)
+
+
+def l2_penalty(weights: list[Any], strength: float) -> tuple[Any, list[Any]]:
+    """(value, gradients) of the L2 term (strength/2) sum_l ||W_l||^2 over the weight
+    matrices ``weights`` (biases are not passed in, so not penalised): value a 0-d array,
+    gradient strength * W_l for each."""
+    xp = array_namespace(*weights)
+    flat = [xp.reshape(w, (-1,)) for w in weights]
+    value = sum(xp.vecdot(f, f) for f in flat) * (0.5 * strength)  # ||W||^2 without a W-sized temporary
+    return value, [w * strength for w in weights]
+
+
+LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (SquaredError, CrossEntropy, HalfSquaredError)}
 # No "mse" alias on purpose: this cost sums over outputs (the seeds'), PyTorch's MSELoss averages.
 _ALIASES = {"se": "squared_error", "ce": "cross_entropy", "crossentropy": "cross_entropy"}
 

@@ -15,6 +15,14 @@ Adam (Kingma & Ba 2015), step t = 1, 2, ...::
     m <- b1 m + (1 - b1) g             v <- b2 v + (1 - b2) g^2
     p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
 
+``Adam(eps_before_correction=True)`` adds eps to sqrt(v) before the bias
+correction, the "efficient" form of Kingma & Ba's Algorithm 1 that
+scikit-learn's MLP uses (its bias-corrected learning rate)::
+
+    p <- p - lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)
+
+which is the line above with eps replaced by ``eps_hat = eps / sqrt(1 - b2^t)``.
+
 Each rule is written once, as :meth:`Optimizer.update`: a pure function of
 the parameter, its gradient and its state that returns new arrays, so it is
 correct on every Array API library, including those whose arrays cannot be
@@ -199,8 +207,9 @@ class Adam(Optimizer):
     decoupled = False
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, weight_decay: float = 0.0):
+                 eps: float = 1e-8, weight_decay: float = 0.0, *, eps_before_correction: bool = False):
         super().__init__(lr, weight_decay)
+        self.eps_before_correction = bool(eps_before_correction)
         self.beta1 = _positive("beta1", beta1, allow_zero=True)
         self.beta2 = _positive("beta2", beta2, allow_zero=True)
         if self.beta1 >= 1.0 or self.beta2 >= 1.0:
@@ -218,6 +227,12 @@ class Adam(Optimizer):
         return 1.0 / math.sqrt(1.0 - self.beta2**self.t)
 
     @property
+    def eps_hat(self) -> float:
+        """The eps added to sqrt(v_hat) at step ``t``: ``eps``, or ``eps / sqrt(1 - beta2^t)``
+        with ``eps_before_correction`` (scikit-learn's form)."""
+        return self.eps * self.inv_sqrt_bc2 if self.eps_before_correction else self.eps
+
+    @property
     def decay_factor(self) -> float:
         """AdamW's p <- p (1 - lr wd) factor (1.0 for Adam)."""
         return 1.0 - self.lr * self.weight_decay if self.decoupled else 1.0
@@ -231,11 +246,14 @@ class Adam(Optimizer):
                 g = g + self.weight_decay * p
         m = self.beta1 * state["m"] + (1.0 - self.beta1) * g
         v = self.beta2 * state["v"] + (1.0 - self.beta2) * (g * g)
-        p = p - self.step_size * m / (xp.sqrt(v) * self.inv_sqrt_bc2 + self.eps)
+        p = p - self.step_size * m / (xp.sqrt(v) * self.inv_sqrt_bc2 + self.eps_hat)
         return p, {"m": m, "v": v}
 
     def config(self):
-        return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+        config = {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+        if self.eps_before_correction:  # only when set: model files written before it stay readable
+            config["eps_before_correction"] = True
+        return config
 
 
 class AdamW(Adam):

@@ -139,3 +139,56 @@ def test_fused_forward_equals_separate_steps(backend, dtype_name, loss, output):
     for got, want in [(a, a_ref), (cost, cost_fn.value(act, z, a_ref, y)), (delta, cost_fn.delta(act, z, a_ref, y))]:
         assert_on(backend, got, dtype_name)
         np.testing.assert_allclose(host(got), host(want), rtol=RTOL[dtype_name], atol=1e-7)
+
+
+@pytest.mark.parametrize("loss,output", [("cross_entropy", "softmax"), ("cross_entropy", "sigmoid"),
+                                         ("squared_error", "identity"), ("half_squared_error", "identity")])
+def test_rows_weighted_mean_and_l2_against_scikit_learn(backend, dtype_name, loss, output):
+    """Per-sample costs average to the cost; weighted and clipped they are scikit-learn's MLP
+    losses (sklearn.neural_network._base), computed in float64 NumPy; the L2 term and its gradient."""
+    base = pytest.importorskip("sklearn.neural_network._base", reason="scikit-learn is not installed")
+    from nnxp.losses import l2_penalty, weighted_mean
+
+    dtype = backend.dtype(dtype_name)
+    rng = np.random.default_rng(3)
+    z64 = rng.normal(scale=3.0, size=(7, 4))
+    y64 = np.eye(4)[rng.integers(0, 4, 7)] if output == "softmax" else (rng.random((7, 4)) > 0.5) * 1.0
+    w64 = rng.uniform(0.2, 3.0, size=7)
+    act, cost_fn = get_activation(output), nnxp.get_loss(loss)
+    z, y, w = (backend.asarray(v, dtype) for v in (z64, y64, w64))
+    a = act.forward(z)
+    rows = cost_fn.rows(act, z, a, y)
+    assert_on(backend, rows, dtype_name)
+    np.testing.assert_allclose(host(rows).mean(), float(cost_fn.value(act, z, a, y)), rtol=RTOL[dtype_name])
+    eps = float(np.finfo(dtype_name).eps)
+    clipped = cost_fn.rows(act, z, a, y, clip=eps) if loss == "cross_entropy" else rows
+    got = float(weighted_mean(clipped, w))
+    a64 = host(a).astype(np.float64)
+    want = {"cross_entropy": lambda: (base.log_loss if output == "softmax" else base.binary_log_loss)(y64, a64, w64),
+            "squared_error": lambda: 2 * 4 * base.squared_loss(y64, a64, w64),  # sklearn: half, mean over outputs
+            "half_squared_error": lambda: 4 * base.squared_loss(y64, a64, w64)}[loss]()
+    np.testing.assert_allclose(got, want, rtol=RTOL[dtype_name] * 10)
+    weights = [backend.asarray(rng.normal(size=s), dtype) for s in [(3, 4), (2, 3)]]
+    value, grads = l2_penalty(weights, 0.25)
+    assert float(value) == pytest.approx(0.125 * sum((host(m) ** 2).sum() for m in weights), rel=RTOL[dtype_name])
+    for g, m in zip(grads, weights):
+        np.testing.assert_allclose(host(g), 0.25 * host(m), rtol=RTOL[dtype_name])
+
+
+def test_half_squared_error_is_half_with_the_plain_residual(backend, dtype_name):
+    dtype = backend.dtype(dtype_name)
+    a = backend.asarray(np.array([[0.5, 0.25], [1.0, 0.0]]), dtype)
+    y = backend.asarray(np.array([[1.0, 0.0], [0.0, 0.0]]), dtype)
+    identity, half = get_activation("identity"), nnxp.get_loss("half_squared_error")
+    assert float(half.value(identity, a, a, y)) == pytest.approx(0.65625 / 2, rel=RTOL[dtype_name])
+    np.testing.assert_allclose(host(half.delta(identity, a, a, y)), [[-0.25, 0.125], [0.5, 0.0]], rtol=RTOL[dtype_name])
+
+
+def test_clipped_cross_entropy_stays_finite_where_outputs_saturate(backend):
+    dtype = backend.dtype("float32")
+    sigmoid = get_activation("sigmoid")
+    z = backend.asarray(np.array([[200.0], [-200.0]]), dtype)  # a rounds to exactly 1 and 0
+    y = backend.asarray(np.array([[0.0], [1.0]]), dtype)
+    eps = float(np.finfo(np.float32).eps)
+    rows = host(CrossEntropy().rows(sigmoid, z, sigmoid.forward(z), y, clip=eps))
+    np.testing.assert_allclose(rows, -math.log(eps), rtol=1e-5)  # as scikit-learn's log_loss clips

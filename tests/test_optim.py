@@ -165,3 +165,19 @@ def test_rebinding_keeps_the_state(backend, make, executor):
     for step in range(1, 4):
         [p] = ops.optimizer_step(opt, [p], [backend.asarray(G1, dtype, copy=True)])
         assert opt.t == step
+
+
+def test_adam_eps_before_correction_matches_scikit_learn(backend, dtype_name, executor):
+    """scikit-learn's MLP Adam (its bias-corrected learning rate, eps outside the correction) is the reference."""
+    optimizers = pytest.importorskip("sklearn.neural_network._stochastic_optimizers",
+                                     reason="scikit-learn is not installed")
+    lr, eps = 0.01, 1e-3  # an eps large enough for its placement to matter
+    opt = nnxp.Adam(lr=lr, eps=eps, eps_before_correction=True)
+    got = run(backend, dtype_name, opt, [G1, G2, G1], executor)
+    p = P0.copy()
+    reference = optimizers.AdamOptimizer([p], learning_rate_init=lr, epsilon=eps)
+    for g in [G1, G2, G1]:
+        reference.update_params([p], [g.copy()])
+    np.testing.assert_allclose(got, p, rtol=RTOL[dtype_name] * 10)
+    plain = run(backend, dtype_name, nnxp.Adam(lr=lr, eps=eps), [G1, G2, G1], executor)
+    assert np.abs(plain - p).max() > 1e-6  # the option changes the result: the test can fail

@@ -124,7 +124,7 @@ class CuPyOps(BufferedOps):
                 wd = 0.0 if optimizer.decoupled else optimizer.weight_decay
                 _kernel(self._cp, "nnxp_update_adam")(
                     g, optimizer.step_size, optimizer.beta1, 1.0 - optimizer.beta1, optimizer.beta2,
-                    1.0 - optimizer.beta2, optimizer.eps, optimizer.inv_sqrt_bc2, wd, optimizer.decay_factor,
+                    1.0 - optimizer.beta2, optimizer.eps_hat, optimizer.inv_sqrt_bc2, wd, optimizer.decay_factor,
                     p, state["m"], state["v"])
         return list(params)
 

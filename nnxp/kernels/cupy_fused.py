@@ -312,7 +312,7 @@ class FusedStep:
             return [optimizer.lr, optimizer.weight_decay] + ([optimizer.momentum] if optimizer.momentum else [])
         wd = 0.0 if optimizer.decoupled else optimizer.weight_decay
         return [optimizer.step_size, optimizer.beta1, 1.0 - optimizer.beta1, optimizer.beta2, 1.0 - optimizer.beta2,
-                optimizer.eps, optimizer.inv_sqrt_bc2, wd, optimizer.decay_factor]
+                optimizer.eps_hat, optimizer.inv_sqrt_bc2, wd, optimizer.decay_factor]
 
     def _update(self, optimizer: Any, scalars: Any = None) -> None:
         """The flat update; with ``scalars`` (a device array) its T scalars are read from there."""

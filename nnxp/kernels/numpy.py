@@ -170,7 +170,7 @@ def _adam(opt: Adam, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray],
     v *= opt.beta2
     v += g                                       # v = b2 v + (1 - b2) g^2
     np.sqrt(v, out=g)
-    g += opt.eps / c
+    g += opt.eps_hat / c
     np.divide(m, g, out=g)                       # m / (sqrt(v) + eps / c)
     g *= -opt.step_size / c
     p += g
