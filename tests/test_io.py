@@ -208,7 +208,7 @@ def test_blas_cache_fifo_neither_blocks_nor_breaks(fifo):
 
     with no_hang():
         assert choice._read_cache(fifo) == {}
-        choice._write_cache(fifo, "machine", "step", {"choice": "openblas"})  # an unwritable cache is skipped
+        choice._write_cache(fifo, {}, "machine", "step", {"choice": "openblas"})  # an unwritable cache is skipped
     assert fifo.is_fifo()
 
 
