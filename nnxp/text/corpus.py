@@ -7,8 +7,10 @@ Python Software Foundation's documentation, under the PSF licence
 (https://docs.python.org/3/license.html), read from the interpreter's own
 standard library, not copied into nnxp.
 
-Files must be UTF-8 text: a file with NUL bytes or invalid UTF-8 is refused
-with one :class:`~nnxp.errors.DataError` line naming the file and the fix.
+Files must be UTF-8 text: a file with NUL bytes, invalid UTF-8, or a line
+longer than :data:`MAX_LINE` characters (a "text" file that is really one
+blob, which the tokenizer would take as one word) is refused with one
+:class:`~nnxp.errors.DataError` line naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from pathlib import Path
 
 from ..errors import DataError
 
-__all__ = ["read_corpus", "default_corpus", "DEFAULT_CORPUS_NAME"]
+__all__ = ["read_corpus", "default_corpus", "DEFAULT_CORPUS_NAME", "MAX_LINE"]
+
+#: the longest line a corpus file may have, in characters
+MAX_LINE = 100_000
 
 DEFAULT_CORPUS_NAME = f"CPython {sys.version_info.major}.{sys.version_info.minor} documentation (pydoc_data.topics)"
 
@@ -67,7 +72,13 @@ def _read_text(path: Path) -> str:
     if b"\0" in data:
         raise DataError(f"{path} is a binary file (it has NUL bytes), not text: give UTF-8 text files")
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text (invalid byte at offset {exc.start}): "
                         "convert it to UTF-8, e.g. iconv -t UTF-8") from None
+    if len(text) > MAX_LINE:
+        for number, line in enumerate(text.splitlines(), 1):
+            if len(line) > MAX_LINE:
+                raise DataError(f"{path}: line {number} is {len(line):,} characters long (at most {MAX_LINE:,}): "
+                                "this is not line-based text; break it into lines")
+    return text
