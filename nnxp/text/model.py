@@ -42,6 +42,7 @@ import numpy as np
 
 from ..activations import get_activation
 from ..backend import get_backend, to_numpy
+from ..divergence import check_epoch
 from ..errors import ConfigError, DataError, DivergenceError
 from ..init import initial_parameters
 from ..kernels import ArrayAPIOps, ops_for
@@ -283,6 +284,8 @@ def train_model(model: NextTokenModel, split: Split, *, epochs: int = 20, batch_
         optimizer.lr = float(history[-1]["next_lr"])
     show = sys.stderr.isatty() if progress is None else progress
     best_params = [xp.asarray(p, copy=True) for p in model.parameters()]
+    done = [dict(r) for r in history]  # the records so far, for the divergence rule
+    first = None
     for epoch in range(len(history) + 1, epochs + 1):
         if stale >= patience:
             run.stopped_early = True
@@ -300,17 +303,23 @@ def train_model(model: NextTokenModel, split: Split, *, epochs: int = 20, batch_
                     bx = ops.take_rows(x_train, batch, "x")
                     by = model.one_hot(ops.take_rows(y_train, batch, "y"))
                     cost, _ = model.net.train_step(bx, by, optimizer, ops, rng=rng)
+                    if first is None:
+                        first = cost * 1.0  # the run's first batch loss (a copy), read after the epoch
                     part = cost * float(batch.shape[0])
                     total = part if total is None else total + part
                     if bar is not None:
                         bar.update(min(lo + batch_size, n), total)
                 loss = float(total) / n
-            if not math.isfinite(loss):
-                if bar is not None:
-                    bar.close()
-                raise DivergenceError(f"training diverged in epoch {epoch}: the training loss is {loss}; "
-                                      f"the learning rate ({optimizer.lr:g}) is probably too high, try a lower one")
+            if bar is not None:
+                bar.close()
+                bar = None
+            record = {"epoch": epoch, "loss": loss}
+            first_loss = float(first) if first is not None and not done else None
+            check_epoch(model.net, optimizer, record, done, first_loss)  # one line (DivergenceError) if diverged
             val = model.perplexity(x_val, y_val, ops=ops)
+            if not math.isfinite(val):
+                raise DivergenceError(f"training diverged in epoch {epoch}: the validation perplexity is {val}; "
+                                      f"the learning rate ({optimizer.lr:g}) is probably too high, try a lower one")
             used = optimizer.lr
             improved = val < best
             if improved:
@@ -320,10 +329,9 @@ def train_model(model: NextTokenModel, split: Split, *, epochs: int = 20, batch_
                 model.set_parameters([xp.asarray(p, copy=True) for p in best_params])
                 optimizer.lr = used * lr_decay
                 stale += 1
-        if bar is not None:
-            bar.close()
         record = EpochRecord(epoch, loss, val, improved, used, optimizer.lr, time.perf_counter() - start)
         run.epochs.append(record)
+        done.append(record.as_dict())
         if on_epoch is not None:
             on_epoch(record, run)
     else:
