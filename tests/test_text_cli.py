@@ -46,7 +46,8 @@ def test_train_beats_the_bigram_baseline_and_neighbours_reads_the_model(capsys, 
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3]
     table = json.loads(report.read_text())["perplexity"]
-    assert list(table) == ["add-k bigram", "KN 2-gram", "KN 3-gram", "KN 4-gram", "nnxp model"]
+    assert list(table) == ["add-k bigram", "KN 2-gram", "KN 3-gram", "KN 4-gram", "nnxp model",
+                           "model + KN 2-gram", "model + KN 3-gram", "model + KN 4-gram"]
     # The text is second-order: the model must beat both bigrams on the test text, scored once.
     assert table["nnxp model"]["test"] < min(table["add-k bigram"]["test"], table["KN 2-gram"]["test"])
     assert min(r["val_perplexity"] for r in records) == pytest.approx(table["nnxp model"]["validation"])

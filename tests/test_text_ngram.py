@@ -105,3 +105,16 @@ def test_split_is_contiguous_and_baselines_never_count_held_out_text():
 def test_bad_splits_are_refused(val, test, n, error):
     with pytest.raises(error):
         split_stream(np.zeros(n, dtype=np.int64), val, test, 2)
+
+
+def test_the_mixture_weight_is_chosen_on_validation_and_mixes_probabilities():
+    from nnxp.text.baselines import Baseline, mixture
+
+    rng = np.random.default_rng(0)
+    model = {part: np.log(rng.uniform(0.05, 1.0, 50)) for part in ("val", "test")}
+    kn = {part: np.log(rng.uniform(0.05, 1.0, 50)) for part in ("val", "test")}
+    row = mixture(model, Baseline("KN 4-gram", "", 0.0, 0.0, kn), grid=(0.25, 0.5))
+    lam = float(row.setting.split("=")[1])
+    best = min((0.25, 0.5), key=lambda g: perplexity(np.log(g * np.exp(model["val"]) + (1 - g) * np.exp(kn["val"]))))
+    assert lam == best
+    assert row.test == pytest.approx(perplexity(np.log(lam * np.exp(model["test"]) + (1 - lam) * np.exp(kn["test"]))))

@@ -337,10 +337,12 @@ def _print_baselines(args: argparse.Namespace, run: Any) -> None:
 def _print_table(run: Any, epochs: int, seconds: float, save_path: Path) -> None:
     why = "early stop" if run.stopped_early else "last epoch"
     print(f"perplexity after {epochs} epochs ({why}; best validation weights), {seconds:.0f}s of training:")
-    print(f"  {'':<16}{'train':>9}{'validation':>12}{'test':>9}")
+    print(f"  {'':<18}{'train':>9}{'validation':>12}{'test':>9}")
     for b in run.baselines:
-        print(f"  {b.name:<16}{'':>9}{b.val:>12.1f}{b.test:>9.1f}   {b.setting}")
-    print(f"  {'nnxp model':<16}{run.train_perplexity:>9.1f}{run.val_perplexity:>12.1f}{run.test_perplexity:>9.1f}")
+        print(f"  {b.name:<18}{'':>9}{b.val:>12.1f}{b.test:>9.1f}   {b.setting}")
+    print(f"  {'nnxp model':<18}{run.train_perplexity:>9.1f}{run.val_perplexity:>12.1f}{run.test_perplexity:>9.1f}")
+    for b in run.mixtures[-1:]:  # the model interpolated with the strongest baseline: reported apart
+        print(f"  {b.name:<18}{'':>9}{b.val:>12.1f}{b.test:>9.1f}   {b.setting} (a mixture, not the model)")
     kn = {b.name: b.test for b in run.baselines}
     beaten = [name for name, value in kn.items() if run.test_perplexity < value]
     if kn:
@@ -355,6 +357,8 @@ def _write_json(path: Path, args: argparse.Namespace, run: Any, epochs: int, sec
     table = {b.name: {"setting": b.setting, "validation": b.val, "test": b.test} for b in run.baselines}
     table["nnxp model"] = {"train": run.train_perplexity, "validation": run.val_perplexity,
                            "test": run.test_perplexity}
+    for b in run.mixtures:
+        table[b.name] = {"setting": b.setting, "validation": b.val, "test": b.test}
     report = {"corpus": corpus, "mode": args.mode, "vocabulary": vocabulary, "device": device,
               "tokens": {"train": run.train_tokens, "validation": run.val_tokens, "test": run.test_tokens},
               "settings": {key: getattr(args, key) for key in _RUN_SETTINGS},

@@ -13,14 +13,14 @@ scored once with those settings: the discipline the model is held to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
 from .ngram import KneserNey, add_k_log_probs, perplexity, tune_add_k, tune_discounts
 
-__all__ = ["Split", "split_stream", "Baseline", "baselines", "KN_ORDERS"]
+__all__ = ["Split", "split_stream", "Baseline", "baselines", "mixture", "KN_ORDERS"]
 
 #: the Kneser-Ney orders reported beside the model
 KN_ORDERS = (2, 3, 4)
@@ -70,6 +70,8 @@ class Baseline:
     setting: str
     val: float
     test: float
+    #: log P of each validation and test target (for a mixture with the model); not saved
+    log_probs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
 def baselines(split: Split, vocabulary: int) -> list[Baseline]:
@@ -86,6 +88,19 @@ def baselines(split: Split, vocabulary: int) -> list[Baseline]:
     kn = KneserNey(train, vocabulary, max(KN_ORDERS))
     for order in KN_ORDERS:
         d = tune_discounts(kn, order, xv, yv)
+        logs = {"val": kn.log_probs(order, xv, yv, d), "test": kn.log_probs(order, xt, yt, d)}
         rows.append(Baseline(f"KN {order}-gram", "D=" + "/".join(f"{x:g}" for x in d),
-                             perplexity(kn.log_probs(order, xv, yv, d)), perplexity(kn.log_probs(order, xt, yt, d))))
+                             perplexity(logs["val"]), perplexity(logs["test"]), logs))
     return rows
+
+
+def mixture(model_logs: dict[str, np.ndarray], baseline: Baseline,
+            grid: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))) -> Baseline:
+    """The linear interpolation ``lam P_model + (1 - lam) P_baseline``, ``lam`` chosen on validation
+    (a classic lever, Bengio et al. 2003, section 4; reported apart from the model itself)."""
+    def mix(part, lam):
+        return np.logaddexp(np.log(lam) + model_logs[part], np.log1p(-lam) + baseline.log_probs[part])
+
+    lam = min(grid, key=lambda lam: perplexity(mix("val", lam)))
+    return Baseline(f"model + {baseline.name}", f"lambda={lam:g}", perplexity(mix("val", lam)),
+                    perplexity(mix("test", lam)))

@@ -51,9 +51,9 @@ from ..network import Network
 from ..optim import Optimizer, get_optimizer
 from ..network import network_from
 from ..serialization import read_arrays, save
-from .baselines import Baseline, Split, baselines
+from .baselines import Baseline, Split, baselines, mixture
 from .embedding import Embedding
-from .ngram import add_k_log_probs
+from .ngram import add_k_log_probs, perplexity
 from .tokenizer import Tokenizer
 
 __all__ = ["NextTokenModel", "contexts", "bigram_perplexity", "train_model", "neighbours", "EpochRecord",
@@ -165,6 +165,19 @@ class NextTokenModel:
         picked = xp.sum(shifted * self.one_hot(targets), axis=1)  # shifted[i, target_i] (2023.12: no take_along_axis)
         return xp.sum(log_norm - picked)
 
+    def log_probs(self, x: Any, y: Any, batch_size: int = 1024, ops: Any = _REFERENCE) -> np.ndarray:
+        """log P(y | x) of every row, copied to the host once at the end (for reports, not training)."""
+        xp = self.net.xp
+        parts = []
+        n = x.shape[0]
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            z, _ = self.net.forward_pass(x[start:stop, ...], ops)
+            shifted = z - xp.max(z, axis=1, keepdims=True)
+            log_norm = xp.log(xp.sum(xp.exp(shifted), axis=1))
+            parts.append(xp.sum(shifted * self.one_hot(y[start:stop]), axis=1) - log_norm)
+        return to_numpy(xp.concat(parts)).astype(np.float64)
+
     def perplexity(self, x: Any, y: Any, batch_size: int = 1024, ops: Any = _REFERENCE) -> float:
         """exp(mean -log P(y | x)) over device arrays x (N, k), y (N,); inf when it overflows."""
         total = None
@@ -241,6 +254,8 @@ class TextRun:
     train_perplexity: float = math.nan
     val_perplexity: float = math.nan
     test_perplexity: float = math.nan
+    #: the model interpolated with each Kneser-Ney baseline (weight chosen on validation), reported apart
+    mixtures: list[Baseline] = field(default_factory=list)
 
 
 def train_model(model: NextTokenModel, split: Split, *, epochs: int = 20, batch_size: int = 128,
@@ -338,8 +353,11 @@ def train_model(model: NextTokenModel, split: Split, *, epochs: int = 20, batch_
         run.stopped_early = stale >= patience
     with backend.context():
         run.train_perplexity = model.perplexity(x_train, y_train, ops=ops)
-        run.val_perplexity = model.perplexity(x_val, y_val, ops=ops)
-        run.test_perplexity = model.perplexity(x_test, y_test, ops=ops)  # the one look at the test text
+        logs = {"val": model.log_probs(x_val, y_val, ops=ops),
+                "test": model.log_probs(x_test, y_test, ops=ops)}  # the one look at the test text
+    run.val_perplexity, run.test_perplexity = perplexity(logs["val"]), perplexity(logs["test"])
+    run.mixtures = [mixture(logs, b) for b in run.baselines
+                    if b.log_probs and all(len(b.log_probs[p]) == len(logs[p]) for p in logs)]
     return run
 
 
