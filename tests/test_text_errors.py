@@ -159,3 +159,11 @@ def test_divergence_is_one_line_and_exit_1(capsys, tmp_path, trained):
 def test_fractions_that_leave_no_training_text(capsys, trained):
     code, _, err = run_cli(capsys, "text", "train", trained[0], "--val-split", "0.5", "--test-split", "0.5")
     assert code == 2 and "leave no training text" in one_line_error(err)
+
+
+def test_resuming_a_run_that_stopped_early_says_so(capsys, tmp_path, trained):
+    corpus, model = trained
+    stopped = _crafted(model, tmp_path / "stopped.safetensors", training=lambda t: {**t, "epoch": 3, "history": [
+        {**t["history"][0], "epoch": i, "improved": int(i == 1)} for i in (1, 2, 3)]})
+    code, _, err = run_cli(capsys, "text", "train", corpus, "--resume", stopped, "--epochs", "5")
+    assert code == 2 and "stopped early after epoch 3" in one_line_error(err)

@@ -27,8 +27,8 @@ __all__ = ["add_commands", "cmd_vocab", "cmd_train", "cmd_neighbours", "TRAIN_DE
 #: ``nnxp text train``'s defaults (the model's shape and training were chosen on the validation split
 #: of the default corpus; docs/text.md has the measurements).
 TRAIN_DEFAULTS = {"context": 5, "dim": 128, "hidden": 512, "dropout": 0.5, "embedding_dropout": 0.5,
-                  "epochs": 20, "patience": 2, "lr_decay": 0.5, "batch_size": 128, "lr": 0.002,
-                  "weight_decay": 0.0, "val_split": 0.1, "test_split": 0.1}
+                  "epochs": 15, "patience": 2, "lr_decay": 0.5, "batch_size": 128, "lr": 0.002,
+                  "weight_decay": 1e-4, "val_split": 0.1, "test_split": 0.1}
 
 
 def add_commands(commands: Any) -> None:
@@ -227,6 +227,12 @@ def _resumed(args: argparse.Namespace, backend: Any):
     if tokenizer.mode != settings["mode"]:
         raise DataError(f"{path}: tokenizer: a {tokenizer.mode}-mode tokenizer in a {settings['mode']}-mode "
                         "run; the file is damaged, start a new run without --resume")
+    stale = 0
+    for record in checkpoint.history.records:
+        stale = 0 if record["improved"] else stale + 1
+    if stale >= settings["patience"]:
+        raise ConfigError(f"{path}: the run stopped early after epoch {checkpoint.epoch} (no better validation "
+                          f"perplexity for {stale} epochs): its file already holds the best weights; nothing to resume")
     if checkpoint.epoch >= args.epochs:
         raise ConfigError(f"{path} has already done {checkpoint.epoch} epochs: "
                           f"pass --epochs N with N > {checkpoint.epoch} to train further")
@@ -314,8 +320,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         if metrics is not None:
             metrics.close()
     seconds = time.perf_counter() - started
-    if not run.epochs:  # a resumed run that had already stopped early
-        _print_baselines(args, run)
     _print_table(run, len(history), seconds, save_path)
     if args.json is not None:
         _write_json(args.json, args, run, len(history), seconds, name, len(tokenizer), str(model.backend))
@@ -336,7 +340,8 @@ def _print_baselines(args: argparse.Namespace, run: Any) -> None:
 
 def _print_table(run: Any, epochs: int, seconds: float, save_path: Path) -> None:
     why = "early stop" if run.stopped_early else "last epoch"
-    print(f"perplexity after {epochs} epochs ({why}; best validation weights), {seconds:.0f}s of training:")
+    print(f"perplexity after {epochs} epoch{'' if epochs == 1 else 's'} ({why}; best validation weights); "
+          f"{seconds:.0f}s for the baselines, training and scoring:")
     print(f"  {'':<18}{'train':>9}{'validation':>12}{'test':>9}")
     for b in run.baselines:
         print(f"  {b.name:<18}{'':>9}{b.val:>12.1f}{b.test:>9.1f}   {b.setting}")
@@ -386,6 +391,9 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
     return 0
 
 
+_ARGUMENT_NAMES = {"tokens": "TOKEN", "corpus": "CORPUS", "model": "MODEL"}
+
+
 def _check_text_arguments(args: argparse.Namespace) -> None:
     """Refuse (one line) an argument that is not valid UTF-8: the shell passed bytes that Python
     could only keep as surrogate escapes, which no token is and no message could print."""
@@ -397,6 +405,6 @@ def _check_text_arguments(args: argparse.Namespace) -> None:
                     text.encode("utf-8")
                 except UnicodeEncodeError:
                     shown = os.fsencode(text).decode("utf-8", errors="backslashreplace")
-                    what = {"tokens": "TOKEN", "corpus": "CORPUS", "model": "MODEL"}.get(key, "--" + key.replace("_", "-"))
+                    what = _ARGUMENT_NAMES.get(key, "--" + key.replace("_", "-"))
                     raise ConfigError(f"{what} {shown!r} is not valid UTF-8 text: give it in UTF-8 "
                                       "(a file name too: rename the file)") from None
