@@ -78,6 +78,7 @@ CRAFTED_CHECKPOINTS = {
     "no corpus": (_setting("corpus", _DROP), "'corpus'"),
     "seed 'x'": (_setting("seed", "x"), "'seed'"),
     "batch_size 0": (_setting("batch_size", 0), "'batch_size'"),
+    "val_split 0": (_setting("val_split", 0.0), "val_split and test_split"),
     "context 3 for a 2-token network": (_setting("context", 3), "'context' is 3 but the network has 2"),
     "no tokenizer": ({"tokenizer": lambda spec: None}, "tokenizer: missing"),
     "tokenizer larger than the table": ({"tokenizer": _bigger_tokenizer}, "tokens for an embedding table"),

@@ -221,8 +221,9 @@ def _resumed(args: argparse.Namespace, backend: Any):
         if settings[key] != actual:
             raise DataError(f"{path}: settings: {key!r} is {settings[key]!r} but the network has {actual!r}; "
                             "the file is damaged, start a new run without --resume")
-    if settings["val_split"] + settings["test_split"] >= 1.0:
-        raise DataError(f"{path}: settings: val_split + test_split >= 1; start a new run without --resume")
+    if settings["val_split"] + settings["test_split"] >= 1.0 or min(settings["val_split"], settings["test_split"]) <= 0:
+        raise DataError(f"{path}: settings: val_split and test_split must be fractions above 0 with a sum below 1; "
+                        "start a new run without --resume")
     tokenizer = model.checked_tokenizer(metadata.get("tokenizer"), path)
     if tokenizer.mode != settings["mode"]:
         raise DataError(f"{path}: tokenizer: a {tokenizer.mode}-mode tokenizer in a {settings['mode']}-mode "
