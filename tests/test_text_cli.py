@@ -165,20 +165,23 @@ def test_readme_text_example_runs_and_prints_what_it_says(tmp_path, monkeypatch,
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(capsys, tmp_path, corpus):
+    """Also when the interruption comes right after an epoch that restored the best weights
+    (epoch 3 here): the optimizer state the checkpoint holds is the one the next epoch uses."""
     import nnxp
 
     common = ["--context", "2", "--dim", "4", "--hidden", "8", "--device", "cpu", "--no-progress", "--lr", "0.3"]
     whole, part = tmp_path / "whole.safetensors", tmp_path / "part.safetensors"
-    assert run_cli(capsys, "text", "train", corpus, "--epochs", "3", "-o", whole, *common)[0] == 0
-    assert run_cli(capsys, "text", "train", corpus, "--epochs", "1", "-o", part, *common)[0] == 0
-    code, out, err = run_cli(capsys, "text", "train", corpus, "--resume", part, "--epochs", "3", "--no-progress")
+    assert run_cli(capsys, "text", "train", corpus, "--epochs", "5", "-o", whole, *common)[0] == 0
+    code, out, err = run_cli(capsys, "text", "train", corpus, "--epochs", "3", "-o", part, *common)
+    assert code == 0 and "epoch 3/3" in out and "best weights restored" in out.split("epoch 3/3")[1].splitlines()[0]
+    code, out, err = run_cli(capsys, "text", "train", corpus, "--resume", part, "--epochs", "5", "--no-progress")
     assert code == 0, err
-    assert "epoch 3/3" in out and "epoch 1/3" not in out
+    assert "epoch 4/5" in out and "epoch 3/5" not in out
     for a, b in zip(nnxp.load(whole, device="cpu").parameters(), nnxp.load(part, device="cpu").parameters()):
         np.testing.assert_array_equal(nnxp.to_numpy(a), nnxp.to_numpy(b))
-    code, _, err = run_cli(capsys, "text", "train", corpus, "--resume", part, "--epochs", "3")
-    assert code == 2 and "already done 3 epochs" in one_line_error(err)
+    code, _, err = run_cli(capsys, "text", "train", corpus, "--resume", part, "--epochs", "5")
+    assert code == 2 and "already done 5 epochs" in one_line_error(err)
     other = tmp_path / "other.txt"
     other.write_text(second_order_text(seed=1))
-    code, _, err = run_cli(capsys, "text", "train", other, "--resume", part, "--epochs", "4")
+    code, _, err = run_cli(capsys, "text", "train", other, "--resume", part, "--epochs", "6")
     assert code == 2 and "resume with the same CORPUS" in one_line_error(err)

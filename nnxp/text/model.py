@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from array_api_compat import array_namespace
 
 from ..activations import get_activation
 from ..backend import get_backend, to_numpy
@@ -340,8 +341,9 @@ def train_model(model: NextTokenModel, split: Split, *, epochs: int = 20, batch_
             if improved:
                 best, stale = val, 0
                 best_params = [xp.asarray(p, copy=True) for p in model.parameters()]
-            else:  # back to the best weights, with a smaller step
+            else:  # back to the best weights, with a smaller step and a fresh optimizer state
                 model.set_parameters([xp.asarray(p, copy=True) for p in best_params])
+                _restart(optimizer, model.parameters())
                 optimizer.lr = used * lr_decay
                 stale += 1
         record = EpochRecord(epoch, loss, val, improved, used, optimizer.lr, time.perf_counter() - start)
@@ -359,6 +361,14 @@ def train_model(model: NextTokenModel, split: Split, *, epochs: int = 20, batch_
     run.mixtures = [mixture(logs, b) for b in run.baselines
                     if b.log_probs and all(len(b.log_probs[p]) == len(logs[p]) for p in logs)]
     return run
+
+
+def _restart(optimizer: Optimizer, params: Sequence[Any]) -> None:
+    """Zero the optimizer's state (moments, step count) and bind it to ``params``: what a checkpoint
+    then stores, so a run resumed after a restore continues exactly as an uninterrupted one."""
+    optimizer.reset()
+    optimizer.rebind(params, {name: [array_namespace(p).zeros_like(p) for p in params]
+                              for name in optimizer.buffers})
 
 
 def _progress_bar(epoch: int, epochs: int, total: int):
