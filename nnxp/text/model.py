@@ -22,9 +22,9 @@ become one-hot rows on the device.
 
 Training (:func:`train_model`) follows the validation split only
 (:mod:`nnxp.text.baselines`): after each epoch the validation perplexity is
-measured; when it did not improve, the best epoch's weights are restored and
-the learning rate is multiplied by ``lr_decay`` (the schedule of Mikolov's
-RNNLM); after ``patience`` such epochs in a row training stops.  So after every
+measured; when it did not improve, the best epoch's weights are restored, the
+optimizer state restarted (zero moments, step 0) and the learning rate
+multiplied by ``lr_decay`` (the schedule of Mikolov's RNNLM); after ``patience`` such epochs in a row training stops.  So after every
 epoch the network holds the best weights so far, which is what the checkpoint
 stores and what a resumed run continues from.  The test text is scored once,
 at the end, with those weights.
