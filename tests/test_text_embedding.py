@@ -155,3 +155,21 @@ def test_a_text_model_file_is_an_nnxp_network(tmp_path):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     with pytest.raises(nnxp.ShapeError, match="token ids from 0 to 99"):
         net.predict(np.array([[0, 99]]))
+
+
+def test_files_of_the_earlier_three_layer_model_still_load(tmp_path):
+    """Embedding -> Dense tanh -> Dense softmax, as `nnxp text train` wrote before the dropout layers."""
+    from nnxp.layers import Dense
+    from nnxp.network import Network
+    from nnxp.text import learn
+
+    tokenizer, _ = learn("the cat the cat sat on the mat mat on", 3)
+    v, rng = len(tokenizer), np.random.default_rng(0)
+    layers = [Embedding(rng.normal(size=(v, 3)), 2), Dense(rng.normal(size=(4, 6)), np.zeros(4), "tanh"),
+              Dense(rng.normal(size=(v, 4)), np.zeros(v), "softmax")]
+    net = Network.from_layers(layers, loss="cross_entropy", device="cpu", dtype="float32")
+    NextTokenModel._wrap(net).save(tmp_path / "old.safetensors", tokenizer)
+    model, tok, _ = NextTokenModel.load(tmp_path / "old.safetensors")
+    assert len(model.net.layers) == 3 and len(tok) == v
+    assert model.config() | {"vocabulary": 0} == {"vocabulary": 0, "context": 2, "dimension": 3, "hidden": 4,
+                                                  "embedding_dropout": 0.0, "dropout": 0.0, "dtype": "float32"}

@@ -6,7 +6,9 @@
 - :mod:`~nnxp.text.tokenizer`: encode/decode, Hugging Face ``tokenizer.json`` files
   (checked by :mod:`~nnxp.text.schema`).
 - :mod:`~nnxp.text.embedding`: the Embedding layer (gather forward, scatter-add backward).
-- :mod:`~nnxp.text.model`: the next-token model (Bengio et al. 2003), bigram baseline, neighbours.
+- :mod:`~nnxp.text.model`: the next-token model (Bengio et al. 2003), its training loop, neighbours.
+- :mod:`~nnxp.text.ngram`: interpolated Kneser-Ney and add-k n-gram baselines.
+- :mod:`~nnxp.text.baselines`: the train/validation/test split and the baselines scored on it.
 - :mod:`~nnxp.text.bench`, :mod:`~nnxp.text.bench_scale`: against Hugging Face tokenizers.  The commands are in :mod:`nnxp.cli.text`.
 """
 

@@ -9,6 +9,9 @@ standard library, not copied into nnxp.
 
 Files must be UTF-8 text: a file with NUL bytes or invalid UTF-8 is refused
 with one :class:`~nnxp.errors.DataError` line naming the file and the fix.
+:func:`read_corpus` (which holds the whole text, for the next-token model)
+also refuses a line longer than :data:`MAX_LINE` characters (a "text" file
+that is really one blob, which the tokenizer would take as one word).
 
 :func:`corpus_blocks` streams a corpus as blocks of about ``block_size``
 characters, each cut where no pre-tokenizer chunk can cross (after an ASCII
@@ -31,12 +34,15 @@ from typing import Iterator
 from ..errors import DataError
 from ..io.read import LIMITS, open_input, read_bytes
 
-__all__ = ["corpus_files", "read_corpus", "corpus_blocks", "text_blocks", "default_corpus", "DEFAULT_CORPUS_NAME", "MAX_RUN"]
+__all__ = ["corpus_files", "read_corpus", "corpus_blocks", "text_blocks", "default_corpus", "DEFAULT_CORPUS_NAME",
+           "MAX_RUN", "MAX_LINE"]
 
 #: The longest stretch of text without a place to cut it into blocks (characters).
 MAX_RUN = 1 << 20
 BLOCK_SIZE = 1 << 16
 _CUT = re.compile(r"[A-Za-z0-9](?=[\x00-/:-@\[-`{-\x7f])")
+#: the longest line a corpus file read whole (read_corpus) may have, in characters
+MAX_LINE = 100_000
 
 DEFAULT_CORPUS_NAME = f"CPython {sys.version_info.major}.{sys.version_info.minor} documentation (pydoc_data.topics)"
 
@@ -100,10 +106,16 @@ def _read_text(path: Path) -> str:
     if b"\0" in data:
         raise DataError(f"{path} is a binary file (it has NUL bytes), not text: give UTF-8 text files")
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text (invalid byte at offset {exc.start}): "
                         "convert it to UTF-8, e.g. iconv -t UTF-8") from None
+    if len(text) > MAX_LINE:
+        for number, line in enumerate(text.splitlines(), 1):
+            if len(line) > MAX_LINE:
+                raise DataError(f"{path}: line {number} is {len(line):,} characters long (at most {MAX_LINE:,}): "
+                                "this is not line-based text; break it into lines")
+    return text
 
 
 def _files(path: Path) -> list[Path]:
