@@ -175,6 +175,27 @@ def test_resume_of_a_finished_run_says_how_to_continue(capsys, trained):
     assert "pass --epochs N with N > 3" in one_line_error(err)
 
 
+def test_finished_run_killed_in_its_last_write_leaves_nothing_behind(capsys, tmp_path):
+    """A kill while the final model was written: the model is missing, a dead writer's temporary file
+    is left.  Resuming the finished run cleans the temporary file and says where the weights are."""
+    from nnxp._files import _host_tag
+
+    model, ck = tmp_path / "m.safetensors", tmp_path / "m.ckpt.safetensors"
+    assert main(["train", "--device", "cpu", "--epochs", "1", "--hidden", "8", "--save", str(model),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)  # a process that has ended: its temporary file is stale
+    stale = tmp_path / f".m.safetensors.{_host_tag()}-{int(dead.stdout)}.0123abcd.tmp"
+    stale.write_bytes(b"half a model")
+    model.unlink()
+    code, _, err = run_cli(capsys, "train", "--resume", ck, "--epochs", "1", "--device", "cpu")
+    line = one_line_error(err)
+    assert code == 2 and "has already done 1 epoch:" in line and "does not exist" in line, line
+    assert "nnxp evaluate, predict and export read it" in line
+    assert not stale.exists()
+
+
 def test_divergence_keeps_the_last_good_checkpoint(capsys, tmp_path):
     ck = tmp_path / "ck.safetensors"
     assert main(["train", "--device", "cpu", "--epochs", "1", "--hidden", "16", "--optimizer", "sgd",

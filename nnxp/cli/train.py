@@ -228,8 +228,13 @@ def _train(args: argparse.Namespace, backend: Any, dist: Any) -> int:
                 setattr(args, key, value)
         net, optimizer, history = checkpoint.net, checkpoint.optimizer, checkpoint.history
         if checkpoint.epoch >= args.epochs:
-            raise ConfigError(f"{args.resume} has already done {checkpoint.epoch} epochs: "
-                              f"pass --epochs N with N > {checkpoint.epoch} to train further")
+            _remove_stale_temps(args)  # a run killed while writing its last file leaves nothing behind
+            missing = (f"; its model file {args.save} does not exist (a run stopped while writing it), but "
+                       f"the checkpoint holds the same weights: nnxp evaluate, predict and export read it"
+                       if args.save is not None and not Path(args.save).exists() else "")
+            done = f"{checkpoint.epoch} {'epoch' if checkpoint.epoch == 1 else 'epochs'}"
+            raise ConfigError(f"{args.resume} has already done {done}: "
+                              f"pass --epochs N with N > {checkpoint.epoch} to train further{missing}")
     if (args.patience or args.save_best) and not args.val_split:
         flag = "--patience" if args.patience else "--save-best"
         raise ConfigError(f"{flag} watches the validation loss: add --val-split 0.1 (a stratified tenth "
@@ -371,6 +376,15 @@ def _with_last_good(exc: DivergenceError, good: Path | None, why_none: str) -> D
 def _resume_command(checkpoint: Path, args: argparse.Namespace) -> str:
     metrics = f" --metrics {args.metrics}" if args.metrics is not None else ""
     return f"nnxp train --resume {checkpoint} --epochs {args.epochs}{metrics}"
+
+
+def _remove_stale_temps(args: argparse.Namespace) -> None:
+    """Temporary files that dead writers left beside this run's files (a kill during a write)."""
+    from .._files import remove_stale_temps
+
+    for path in (args.save, args.checkpoint, args.resume, args.metrics, args.save_best):
+        if path is not None:
+            remove_stale_temps(path)
 
 
 def _remembered(value: str, checkpoint: Path) -> Path:
