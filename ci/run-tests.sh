@@ -46,7 +46,9 @@ for threads in 1 2; do
     echo "ci: float32 leg: OPENBLAS_CORETYPE=Haswell OPENBLAS_NUM_THREADS=$threads"
     OPENBLAS_CORETYPE=Haswell OPENBLAS_NUM_THREADS=$threads .venv/bin/python -m pytest -q -p no:cacheprovider \
         -k float32 tests
-    # shellcheck disable=SC2086
-    OPENBLAS_CORETYPE=Haswell OPENBLAS_NUM_THREADS=$threads .venv/bin/python -m pytest -q -p no:cacheprovider \
-        -k "not float32 and not float64" $float32_files
 done
+# With 2 BLAS threads, code under nnxp's own thread limit (often 1) and code outside it sum in
+# different orders: the case that failed on the Haswell machines.
+# shellcheck disable=SC2086
+OPENBLAS_CORETYPE=Haswell OPENBLAS_NUM_THREADS=2 .venv/bin/python -m pytest -q -p no:cacheprovider \
+    -k "not float32 and not float64" $float32_files
