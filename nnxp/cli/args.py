@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from ..bench import CONTENDERS
-from ..io.paths import Files, Input, check_output_path, files_of
+from ..io.paths import Input, check_output_path, files_of
 
 __all__ = [
     "add_blas_argument", "add_data_arguments", "add_device_argument", "add_threads_argument", "bench_contenders",
-    "blas_choice", "check_distinct", "check_writable", "int_list", "layer_sizes", "load_data", "load_model",
+    "blas_choice", "check_writable", "int_list", "layer_sizes", "load_data", "load_model",
     "nonnegative_float", "nonnegative_int", "positive_float", "positive_int", "probability", "sizes_list",
     "thread_count", "warn_other_dataset",
 ]
@@ -115,18 +115,6 @@ def check_writable(path: Path | None) -> None:
     """Fail before training, not after it, if ``path`` cannot be written."""
     if path is not None:
         check_output_path(path)
-
-
-def check_distinct(outputs: dict[str, Path | None], inputs: dict[str, Path | None] | None = None) -> None:
-    """Refuse an output path that is an input or another output (the same file, by any name);
-    ``outputs`` and ``inputs`` map the flag (e.g. ``"--metrics"``) to its path (None: not given)."""
-    files = Files()
-    for flag, path in (inputs or {}).items():
-        if path is not None:
-            files.input(flag, path, "model")
-    for flag, path in outputs.items():
-        if path is not None:
-            files.output(flag, path, "model")
 
 
 # -- shared arguments ------------------------------------------------------------------------

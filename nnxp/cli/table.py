@@ -10,8 +10,8 @@ keeps (:class:`nnxp.data.table_spec.TableSpec`), with the class names;
 matrix, or R², RMSE and MAE; in :mod:`.evaluate`); ``nnxp predict MODEL --data FILE`` writes one
 prediction per row (the class as the table spells it, or the value).
 
-Files: ``--data`` is an input; ``predict --output`` is an output (written
-atomically, never over an input).
+Files: ``--data`` is a declared input; ``predict --output`` a declared output (written
+atomically; the I/O layer refuses it when it is an input, before anything runs).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io.paths import Input
-from .args import check_distinct, check_writable
 
 __all__ = ["TrainingData", "add_table_arguments", "class_names", "final_scores", "format_score", "integer_labels",
            "is_regression", "load_table_data", "model_table", "predict_table", "read_model", "regression_scores",
@@ -163,9 +162,6 @@ def predict_table(args: argparse.Namespace, net: Any, spec: Any) -> None:
     if args.json or args.show:
         raise ConfigError(f"{'--json' if args.json else '--show'} is for images; with --data, predict writes "
                           "a CSV column (--output FILE)")
-    if args.output is not None:
-        check_distinct({"--output": args.output}, {"MODEL": args.model, "--data": args.data})
-        check_writable(args.output)
     table, x = model_table(args, net, spec, target=False)
     outputs = np.asarray(net.backend.to_numpy(net.predict(x)), dtype=np.float64)
     name = (spec.target if spec is not None else None) or "prediction"
